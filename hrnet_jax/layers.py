@@ -1,0 +1,87 @@
+"""Small building blocks shared by the backbone and the heads.
+
+Resizing follows PyTorch's semantics exactly, because the official HRNet numbers depend on it:
+``jax.image.resize`` has no ``align_corners=True`` and antialiases when it downsamples, PyTorch does neither.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ModuleDef = Callable[..., nn.Module]
+
+# Written out, never 'SAME': for stride-2 3x3 convs XLA's 'SAME' pads (0, 1) on even inputs, PyTorch pads (1, 1).
+PAD_3X3 = ((1, 1), (1, 1))
+PAD_1X1 = ((0, 0), (0, 0))
+
+# PyTorch's Conv2d default and the official classification init: He-normal over fan_out.
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool) -> tuple[ModuleDef, ModuleDef]:
+  """Returns (conv, norm) constructors configured the way every HRNet layer uses them.
+
+  ``bn_momentum`` is PyTorch's convention (weight of the new batch); Flax's momentum is its complement.
+  BatchNorm statistics are always float32, whatever the compute dtype.
+  """
+  conv = functools.partial(
+      nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=conv_kernel_init)
+  norm = functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=1.0 - bn_momentum, epsilon=1e-5,
+      dtype=dtype, param_dtype=param_dtype)
+  return conv, norm
+
+
+def conv3x3(conv: ModuleDef, features: int, stride: int = 1, **kwargs) -> nn.Module:
+  return conv(features, (3, 3), strides=(stride, stride), padding=PAD_3X3, **kwargs)
+
+
+def conv1x1(conv: ModuleDef, features: int, stride: int = 1, **kwargs) -> nn.Module:
+  return conv(features, (1, 1), strides=(stride, stride), padding=PAD_1X1, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+  """The (out_size, in_size) matrix of 1-D linear interpolation exactly as ``torch.nn.functional.interpolate``."""
+  out_index = np.arange(out_size, dtype=np.float64)
+  if align_corners:
+    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    source = out_index * scale
+  else:
+    source = np.maximum((out_index + 0.5) * (in_size / out_size) - 0.5, 0.0)
+  lower = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+  upper = np.minimum(lower + 1, in_size - 1)
+  upper_weight = source - lower
+  matrix = np.zeros((out_size, in_size), dtype=np.float64)
+  np.add.at(matrix, (np.arange(out_size), lower), 1.0 - upper_weight)
+  np.add.at(matrix, (np.arange(out_size), upper), upper_weight)
+  return matrix.astype(np.float32)
+
+
+def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool) -> jax.Array:
+  """Bilinear resize of NHWC ``x`` to ``size`` (H, W), identical to PyTorch's ``interpolate(mode='bilinear')``.
+
+  Written as two small matmuls rather than a gather: exact, differentiable, and fast on matrix units.
+  """
+  in_h, in_w = x.shape[1:3]
+  out_h, out_w = size
+  if (in_h, in_w) == (out_h, out_w):
+    return x
+  rows = jnp.asarray(interpolation_matrix(in_h, out_h, align_corners), x.dtype)
+  cols = jnp.asarray(interpolation_matrix(in_w, out_w, align_corners), x.dtype)
+  precision = jax.lax.Precision.HIGHEST
+  x = jnp.einsum("oh,nhwc->nowc", rows, x, precision=precision)
+  return jnp.einsum("pw,nowc->nopc", cols, x, precision=precision)
+
+
+def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
+  """Nearest-neighbour upsampling by an integer factor, by broadcast and reshape (no gather)."""
+  n, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+  return x.reshape(n, h * factor, w * factor, c)

@@ -1,0 +1,135 @@
+"""Weight import: complete mapping of the official key sets, strictness, readable errors, file formats."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hrnet_jax
+from hrnet_jax import convert
+from conftest import shared_path
+
+# keys_<file>.json -> (variant, task)
+KEY_LISTS = {
+    **{f"cls_hrnet_{w}": (f"hrnet_{w}", "classification")
+       for w in ("w18_small_v1", "w18_small_v2", "w18", "w30", "w32", "w40", "w44", "w48", "w64")},
+    "pose_w32_256x192_adam_lr1e-3": ("hrnet_w32", "pose"),
+    "pose_w32_384x288_adam_lr1e-3": ("hrnet_w32", "pose"),
+    "pose_w48_256x192_adam_lr1e-3": ("hrnet_w48", "pose"),
+    "seg_hrnet_w18_small_v1_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484": ("hrnet_w18_small_v1", "segmentation"),
+    "seg_hrnet_w18_small_v2_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484": ("hrnet_w18_small_v2", "segmentation"),
+    "seg_hrnet_w48_cityscapes": ("hrnet_w48", "segmentation"),
+}
+
+
+def official_shapes(name):
+  return {k: tuple(v) for k, v in json.loads(shared_path("golden", f"keys_{name}.json").read_text()).items()}
+
+
+def zeros_state_dict(shapes):
+  """A state_dict of the right shapes that costs no memory (broadcast views)."""
+  return {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("name", sorted(KEY_LISTS))
+def test_official_key_lists_map_completely(name):
+  variant, task = KEY_LISTS[name]
+  shapes = official_shapes(name)
+  expected = convert.expected_torch_shapes(hrnet_jax.create_model(variant, task=task))
+  official = {k: s for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
+  assert sorted(set(official) - set(expected)) == []  # nothing unexpected
+  assert sorted(set(expected) - set(official)) == []  # nothing missing
+  assert {k: expected[k][1] for k in official} == official  # every shape equal
+
+
+def test_full_size_state_dict_loads_and_round_trips():
+  shapes = official_shapes("seg_hrnet_w18_small_v1_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484")
+  rng = np.random.default_rng(0)
+  state = {k: rng.standard_normal(s).astype(np.float32) if s else np.int64(7) for k, s in shapes.items()}
+  model = hrnet_jax.create_model("hrnet_w18_small_v1", task="segmentation")
+  variables, report = convert.convert_state_dict(model, state)
+  assert len(report.loaded) == len([k for k in shapes if not k.endswith("num_batches_tracked")])
+  assert report.reinitialized == []
+  back = convert.to_state_dict(variables)
+  assert set(back) == {k for k in shapes if not k.endswith("num_batches_tracked")}
+  for key, value in back.items():
+    np.testing.assert_array_equal(value, state[key], err_msg=key)
+
+
+def test_wrong_variant_fails_with_one_readable_error():
+  state = zeros_state_dict(official_shapes("pose_w32_256x192_adam_lr1e-3"))
+  model = hrnet_jax.create_model("hrnet_w48", task="pose")
+  with pytest.raises(hrnet_jax.WeightMismatchError) as error:
+    hrnet_jax.load_pytorch_weights(model, state)
+  message = str(error.value)
+  assert "with different shapes" in message
+  assert "the checkpoint looks like: hrnet_w32" in message
+  assert "the model is: hrnet_w48" in message
+  assert "17 outputs" in message
+
+
+def test_wrong_task_fails_naming_both_heads():
+  state = zeros_state_dict(official_shapes("cls_hrnet_w32"))
+  model = hrnet_jax.create_model("hrnet_w32", task="pose")
+  with pytest.raises(hrnet_jax.WeightMismatchError, match=r"(?s)looks like: hrnet_w32 .*classification head with "
+                     r"1000 classes.*the model is: hrnet_w32 .*V1 heatmap head \(pose\) with 17.*missing from the "
+                     r"checkpoint.*final_layer\.weight.*unexpected in the checkpoint.*classifier\.weight"):
+    hrnet_jax.load_pytorch_weights(model, state)
+
+
+def test_reinit_head_keeps_backbone_and_reports_new_head():
+  meta = json.loads(shared_path("golden", "cls_tiny.json").read_text())
+  with np.load(shared_path("golden", "cls_tiny.npz")) as archive:
+    state = {k[3:]: archive[k] for k in archive.files if k.startswith("sd/")}
+  model = hrnet_jax.create_model(meta["extra"], task="classification", num_classes=10)
+  with pytest.raises(hrnet_jax.WeightMismatchError, match="classifier.weight: checkpoint \\[1000, 2048\\]"):
+    convert.convert_state_dict(model, state)
+  variables, report = convert.convert_state_dict(model, state, reinit_head=True)
+  assert report.reinitialized == ["classifier.bias", "classifier.weight"]
+  assert variables["params"]["head"]["classifier"]["kernel"].shape == (2048, 10)
+  np.testing.assert_array_equal(variables["params"]["backbone"]["conv1"]["kernel"],
+                                state["conv1.weight"].astype(np.float32).transpose(2, 3, 1, 0))
+
+  # An ImageNet backbone into a segmentation model: the classification head is dropped, the V2 head is new.
+  seg = hrnet_jax.create_model(meta["extra"], task="segmentation", num_classes=5)
+  _, report = convert.convert_state_dict(seg, state, reinit_head=True)
+  assert report.reinitialized and all(k.startswith("last_layer.") for k in report.reinitialized)
+  assert "re-initialised" in report.summary()
+
+
+def test_wrapper_prefixes_aliases_and_file_formats(tmp_path):
+  model = hrnet_jax.create_model("hrnet_tiny", task="landmarks", num_landmarks=5)
+  variables = jax.jit(model.init)(jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
+  state = convert.to_state_dict(variables)
+  # As the official landmark code names its head, inside a DataParallel wrapper, with BN counters.
+  wrapped = {"module." + k.replace("last_layer.", "head."): v for k, v in state.items()}
+  wrapped["module.bn1.num_batches_tracked"] = np.int64(3)
+  np.savez(tmp_path / "weights.npz", **wrapped)
+  from safetensors.numpy import save_file
+  save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp_path / "weights.safetensors"))
+  for source in (wrapped, tmp_path / "weights.npz", str(tmp_path / "weights.safetensors")):
+    loaded = hrnet_jax.load_pytorch_weights(model, source)
+    jax.tree.map(np.testing.assert_array_equal, loaded, jax.tree.map(np.asarray, variables))
+
+
+def test_pth_files_load_through_torch(tmp_path):
+  torch = pytest.importorskip("torch", reason="reading .pth needs the optional [torch] extra")
+  model = hrnet_jax.create_model("hrnet_tiny", task="pose")
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in convert.to_state_dict(variables).items()}
+  torch.save({"state_dict": state}, tmp_path / "model.pth")
+  loaded = hrnet_jax.load_pytorch_weights(model, tmp_path / "model.pth")
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.tree.map(np.asarray, variables))
+
+
+def test_bad_sources_are_clear_errors(tmp_path):
+  model = hrnet_jax.create_model("hrnet_tiny")
+  with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    hrnet_jax.load_pytorch_weights(model, tmp_path / "missing.pth")
+  (tmp_path / "weights.ckpt").write_text("x")
+  with pytest.raises(ValueError, match="unknown checkpoint format '.ckpt'"):
+    hrnet_jax.load_pytorch_weights(model, tmp_path / "weights.ckpt")
+  with pytest.raises(hrnet_jax.WeightMismatchError, match="not an HRNet state_dict"):
+    hrnet_jax.load_pytorch_weights(model, {"fc.weight": np.zeros((2, 2))})

@@ -1,0 +1,264 @@
+"""The HRNet family against the official code: parameter counts, golden outputs, MACs, options, dtypes."""
+
+import json
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hrnet_jax
+from hrnet_jax import layers, summary
+from hrnet_jax.models import count_parameters
+from conftest import shared_path
+
+OFFICIAL_CLS_PARAMS = {
+    "hrnet_w18_small_v1": 13_187_464, "hrnet_w18_small_v2": 15_597_464, "hrnet_w18": 21_299_004,
+    "hrnet_w30": 37_712_220, "hrnet_w32": 41_232_680, "hrnet_w40": 57_557_160, "hrnet_w44": 67_064_984,
+    "hrnet_w48": 77_469_864, "hrnet_w64": 128_059_944,
+}
+OFFICIAL_CLS_GMACS = {
+    "hrnet_w18_small_v1": 1.602, "hrnet_w18_small_v2": 2.596, "hrnet_w18": 4.284, "hrnet_w30": 8.106,
+    "hrnet_w32": 8.921, "hrnet_w40": 12.692, "hrnet_w44": 14.883, "hrnet_w48": 17.278, "hrnet_w64": 28.895,
+}
+GOLDEN = {  # file -> (task, overrides)
+    "cls_tiny": ("classification", {}),
+    "pose_tiny": ("pose", {}),
+    "seg_tiny": ("segmentation", {}),
+    "seg_tiny_align_corners": ("segmentation", {"align_corners": True}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_CLS_PARAMS))
+def test_classification_parameter_counts_equal_official(name):
+  assert count_parameters(hrnet_jax.create_model(name)) == OFFICIAL_CLS_PARAMS[name]
+
+
+@pytest.mark.parametrize("name,task,expected", [
+    ("hrnet_w32", "pose", 28_536_113),
+    ("hrnet_w48", "pose", 63_595_745),
+    ("hrnet_w18_small_v1", "segmentation", 1_540_819),
+    ("hrnet_w18_small_v2", "segmentation", 3_939_579),
+    ("hrnet_w48", "segmentation", 65_859_379),
+])
+def test_task_parameter_counts_equal_official(name, task, expected):
+  assert count_parameters(hrnet_jax.create_model(name, task=task)) == expected
+
+
+def load_golden(name):
+  meta = json.loads(shared_path("golden", f"{name}.json").read_text())
+  with np.load(shared_path("golden", f"{name}.npz")) as archive:
+    arrays = {k: archive[k] for k in archive.files}
+  task, overrides = GOLDEN[name]
+  model = hrnet_jax.create_model(meta["extra"], task=task, final_conv_kernel=meta["extra"]["FINAL_CONV_KERNEL"],
+                                 **overrides)
+  state_dict = {k[len("sd/"):]: v for k, v in arrays.items() if k.startswith("sd/")}
+  return meta, arrays, model, state_dict
+
+
+def nchw(x):
+  x = np.asarray(x)
+  return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_parity_with_official_pytorch(name):
+  meta, arrays, model, state_dict = load_golden(name)
+  assert count_parameters(model, (1, 64, 96, 3)) == meta["params"]
+  variables = hrnet_jax.load_pytorch_weights(model, state_dict)
+  images = jnp.asarray(arrays["input"].transpose(0, 2, 3, 1))
+  output, state = jax.jit(lambda v, x: model.apply(v, x, mutable=["intermediates"]))(variables, images)
+  chex.assert_shape(nchw(output), tuple(meta["output_shape"]))
+  np.testing.assert_allclose(nchw(output), arrays["output"], atol=1e-4, rtol=0)
+  stages = state["intermediates"]["backbone"]
+  compared = 0
+  for key in meta["intermediates"]:
+    stage, branch = key.split("/")
+    np.testing.assert_allclose(nchw(stages[stage][0][int(branch)]), arrays[key], atol=1e-4, rtol=0, err_msg=key)
+    compared += 1
+  assert compared == len(meta["intermediates"]) > 0
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_CLS_GMACS))
+def test_classification_macs_match_official(name):
+  result = summary.summarize(name, "classification", (224, 224))
+  assert result.macs / 1e9 == pytest.approx(OFFICIAL_CLS_GMACS[name], rel=0.03)
+  # XLA skips the zero-padding taps but adds elementwise work: a few percent below, never above by much.
+  assert 0.9 < result.xla_macs / result.macs < 1.0
+  assert result.params == OFFICIAL_CLS_PARAMS[name]
+
+
+def test_summary_command_prints_breakdown(capsys):
+  summary.main(["hrnet_tiny", "--task", "pose", "--size", "96x64"])
+  out = capsys.readouterr().out
+  for part in ("parameters", "MACs", "stem", "stage1", "transition1", "stage4", "head"):
+    assert part in out
+
+
+def test_tiny_model_jits_forward_and_backward_and_bfloat16_is_close():
+  _, arrays, model, state_dict = load_golden("cls_tiny")
+  variables = hrnet_jax.load_pytorch_weights(model, state_dict)
+  images = jnp.asarray(arrays["input"].transpose(0, 2, 3, 1))
+
+  def loss_fn(params):
+    logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, images,
+                                  train=True, mutable=["batch_stats"])
+    return jnp.mean(logits**2), updates
+
+  (loss, updates), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+  assert np.isfinite(float(loss))
+  chex.assert_trees_all_equal_shapes(grads, variables["params"])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(variables["batch_stats"])
+
+  bf16_model = model.clone(backbone=model.backbone.clone(dtype=jnp.bfloat16),
+                           head=model.head.clone(dtype=jnp.bfloat16))
+  out32 = jax.jit(model.apply)(variables, images)
+  out16 = jax.jit(bf16_model.apply)(variables, images)
+  assert out16.dtype == jnp.float32  # heads return float32 for the loss
+  relative = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+  assert relative < 2e-2
+
+
+def test_bfloat16_keeps_float32_parameters_and_batch_statistics():
+  model = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=3, dtype=jnp.bfloat16)
+  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  dtypes = {leaf.dtype for leaf in jax.tree.leaves(variables)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize("task,size,out_shape", [
+    ("classification", (64, 64), (2, 7)),
+    ("pose", (96, 64), (2, 24, 16, 7)),
+    ("segmentation", (72, 100), (2, 18, 25, 7)),
+    ("landmarks", (64, 64), (2, 16, 16, 7)),
+])
+def test_every_task_head_output_shape(task, size, out_shape):
+  count = {"classification": "num_classes", "segmentation": "num_classes", "pose": "num_keypoints",
+           "landmarks": "num_landmarks"}[task]
+  model = hrnet_jax.create_model("hrnet_tiny", task=task, **{count: 7})
+  out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((2, *size, 3)))[0])
+  chex.assert_shape(out, out_shape)
+  assert out.dtype == jnp.float32
+
+
+def test_features_and_detection_outputs():
+  x = jnp.zeros((1, 128, 128, 3))
+  features = jax.eval_shape(lambda: hrnet_jax.create_model("hrnet_w18", task="features").init_with_output(
+      jax.random.key(0), x)[0])
+  assert [f.shape for f in features] == [(1, 32, 32, 18), (1, 16, 16, 36), (1, 8, 8, 72), (1, 4, 4, 144)]
+  levels = jax.eval_shape(lambda: hrnet_jax.create_model("hrnet_tiny", task="detection").init_with_output(
+      jax.random.key(0), x)[0])
+  assert [lv.shape for lv in levels] == [(1, 32 // 2**k, 32 // 2**k, 256) for k in range(5)]
+
+
+def _fusing_modules(model, size=(64, 64)):
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *size, 3)))["params"]["backbone"]
+  return sorted(name for name, sub in params.items()
+                if name.startswith("stage") and any(k.startswith("fuse_layers") for k in sub))
+
+
+@pytest.mark.parametrize("schedule,expected", [("every", 8), ("across", 3), ("final", 1)])
+def test_fuse_schedule_counts_fusions_as_table_12(schedule, expected):
+  model = hrnet_jax.create_model("hrnet_w32", task="pose", fuse_schedule=schedule)
+  fusing = _fusing_modules(model)
+  assert len(fusing) == expected
+  assert "stage4_2" in fusing  # the very last module always fuses
+
+
+def test_fusion_variants_change_the_network():
+  base = hrnet_jax.create_model("hrnet_tiny", task="segmentation")
+  bilinear = hrnet_jax.create_model("hrnet_tiny", task="segmentation", fusion_downsample="bilinear")
+  base_params = flax.traverse_util.flatten_dict(
+      jax.eval_shape(base.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"], sep="/")
+  bilinear_params = flax.traverse_util.flatten_dict(
+      jax.eval_shape(bilinear.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"], sep="/")
+  # Strided downsampling from branch 0 to branch 3 is a chain of three 3x3 convs; bilinear uses one 1x1 conv.
+  assert "backbone/stage4_1/fuse_layers_3_0_2_0/kernel" in base_params
+  assert bilinear_params["backbone/stage4_1/fuse_layers_3_0_0/kernel"].shape == (1, 1, 8, 64)
+
+  images = jax.random.normal(jax.random.key(1), (1, 64, 64, 3))
+  variables = jax.jit(base.init)(jax.random.key(0), images)
+  product = hrnet_jax.create_model("hrnet_tiny", task="segmentation", fusion_op="product")
+  assert not np.allclose(jax.jit(base.apply)(variables, images), jax.jit(product.apply)(variables, images))
+
+
+def test_four_streams_from_the_start():
+  spec = hrnet_jax.HRNetSpec((
+      hrnet_jax.StageSpec(1, "BOTTLENECK", (1,), (16,)),
+      hrnet_jax.StageSpec(1, "BASIC", (1,) * 4, (8, 16, 32, 64)),
+      hrnet_jax.StageSpec(1, "BASIC", (1,) * 4, (8, 16, 32, 64)),
+      hrnet_jax.StageSpec(1, "BASIC", (1,) * 4, (8, 16, 32, 64)),
+  ))
+  model = hrnet_jax.create_model(spec, task="features")
+  (_, state) = model.init_with_output(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), mutable=True)
+  stage2 = state["intermediates"]["backbone"]["stage2"][0]
+  assert [x.shape for x in stage2] == [(1, 16, 16, 8), (1, 8, 8, 16), (1, 4, 4, 32), (1, 2, 2, 64)]
+  # The 1/32 branch comes from the 1/4 branch by three stride-2 convs.
+  assert "transition1_3_2_0" in state["params"]["backbone"]
+
+
+@pytest.mark.parametrize("branch", [0, 1, 2, 3])
+def test_v1_head_from_any_branch_outputs_quarter_resolution(branch):
+  model = hrnet_jax.create_model("hrnet_tiny", task="pose", head_branch=branch)
+  out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, 96, 64, 3)))[0])
+  chex.assert_shape(out, (1, 24, 16, 17))
+
+
+@pytest.mark.parametrize("head,mixing_width", [("v1", 8), ("v1h", 15 * 8), ("v2", 8 + 16 + 32 + 64)])
+def test_representation_heads(head, mixing_width):
+  model = hrnet_jax.create_model("hrnet_tiny", task="segmentation", head=head)
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]["head"]
+  assert params["last_layer_0"]["kernel"].shape[-1] == mixing_width
+
+
+def test_pose_last_module_outputs_only_the_high_resolution_branch():
+  model = hrnet_jax.create_model("hrnet_tiny", task="pose")
+  (_, state) = model.init_with_output(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), mutable=True)
+  assert len(state["intermediates"]["backbone"]["stage4"][0]) == 1
+  assert set(state["params"]["backbone"]["stage4_1"]) >= {"fuse_layers_0_1_0"}
+  assert not any(k.startswith("fuse_layers_1") for k in state["params"]["backbone"]["stage4_1"])
+
+
+def test_unknown_variant_task_and_option_errors_list_valid_ones():
+  with pytest.raises(ValueError, match=r"unknown variant 'hrnet_w33'.*hrnet_w32.*known: .*hrnet_w18_small_v1"):
+    hrnet_jax.create_model("hrnet_w33")
+  with pytest.raises(ValueError, match=r"unknown task 'posee'.*did you mean pose"):
+    hrnet_jax.create_model("hrnet_w32", task="posee")
+  with pytest.raises(ValueError, match=r"task 'pose' takes its output count as num_keypoints, not num_classes"):
+    hrnet_jax.create_model("hrnet_w32", task="pose", num_classes=3)
+
+
+def test_nearest_fusion_needs_sizes_divisible_by_32():
+  model = hrnet_jax.create_model("hrnet_tiny", task="pose")
+  with pytest.raises(ValueError, match="divisible by 32"):
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 72, 100, 3)))
+
+
+@pytest.mark.parametrize("in_size,out_size", [(5, 18), (9, 18), (3, 7), (18, 5), (1, 4), (4, 1)])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_interpolation_matrix_matches_pytorch_formula(in_size, out_size, align_corners):
+  """Reference: PyTorch's upsample_bilinear2d index arithmetic (aten/src/ATen/native/UpSample.h), per output."""
+  matrix = layers.interpolation_matrix(in_size, out_size, align_corners)
+  for o in range(out_size):
+    if align_corners:
+      src = o * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    else:
+      src = max((o + 0.5) * in_size / out_size - 0.5, 0.0)
+    i0 = min(int(np.floor(src)), in_size - 1)
+    i1 = i0 + 1 if i0 < in_size - 1 else i0
+    lam = src - i0
+    expected = np.zeros(in_size)
+    expected[i0] += 1 - lam
+    expected[i1] += lam
+    np.testing.assert_allclose(matrix[o], expected, atol=1e-6)
+
+
+def test_bilinear_upsampling_agrees_with_jax_image_resize():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
+  ours = layers.resize_bilinear(x, (18, 25), align_corners=False)
+  theirs = jax.image.resize(x, (2, 18, 25, 3), "bilinear")
+  np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  np.testing.assert_array_equal(layers.upsample_nearest(x, 4), jnp.repeat(jnp.repeat(x, 4, 1), 4, 2))
