@@ -25,7 +25,8 @@ class ClassificationHead(nn.Module):
   """Official head: per-branch Bottlenecks to 128/256/512/1024 channels, merged from high to low resolution by
   stride-2 3x3 convs (with bias), a 1x1 conv to 2048, global average pooling and a linear classifier."""
   num_classes: int = 1000
-  head_channels: tuple[int, ...] = (32, 64, 128, 256)
+  head_channels: tuple[int, ...] = (32, 64, 128, 256)  # Bottleneck planes per branch (x4 channels out)
+  final_channels: int = 2048
   bn_momentum: float = 0.1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -40,7 +41,7 @@ class ClassificationHead(nn.Module):
         y = layers.conv3x3(conv, x.shape[-1], 2, use_bias=True, name=f"downsamp_modules_{i - 1}_0")(y)
         x = x + nn.relu(norm(name=f"downsamp_modules_{i - 1}_1")(y))
       y = x
-    y = layers.conv1x1(conv, 2048, use_bias=True, name="final_layer_0")(y)
+    y = layers.conv1x1(conv, self.final_channels, use_bias=True, name="final_layer_0")(y)
     y = nn.relu(norm(name="final_layer_1")(y))
     y = jnp.mean(y.astype(jnp.float32), axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=jnp.float32, param_dtype=self.param_dtype, name="classifier")(y)

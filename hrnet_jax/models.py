@@ -93,7 +93,7 @@ TASKS: dict[str, TaskDefaults] = {
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
                     "fixed_stage1", "multi_scale_output", "bn_momentum", "dtype", "param_dtype")
-HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels")
+HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "head_channels", "final_channels")
 
 
 def _unknown(kind: str, value: Any, known: list[str]) -> ValueError:
@@ -139,7 +139,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
              "fixed_stage1": defaults.fixed_stage1, "bn_momentum": defaults.bn_momentum,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
-             "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, **overrides}
+             "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
+             "final_channels": 2048, **overrides}
   count = overrides.get(defaults.count_name, defaults.count) if defaults.count_name else None
   # The official pose network stops computing the lower branches in its last module: only 1x is used.
   multi_scale = not (options["head"] in ("v1", "v1h") and options["head_branch"] == 0 and task == "pose")
@@ -159,7 +160,9 @@ def _make_head(options: dict[str, Any], count: int | None) -> nn.Module | None:
   if head is None:
     return None
   if head == "classification":
-    return heads.ClassificationHead(num_classes=count, bn_momentum=options["bn_momentum"], **common)
+    return heads.ClassificationHead(num_classes=count, head_channels=tuple(options["head_channels"]),
+                                    final_channels=options["final_channels"], bn_momentum=options["bn_momentum"],
+                                    **common)
   if head == "v2p":
     return heads.HRFPNHead(out_channels=options["fpn_channels"], align_corners=options["align_corners"], **common)
   if head in ("v1", "v1h", "v2"):

@@ -1,0 +1,88 @@
+"""Shared config pieces: the engine's defaults, and parsing of a config file's ``arg`` string.
+
+Config files in ``configs/`` define ``get_config(arg)``; ``arg`` is ``"key=value,flag,..."`` (big_vision style),
+e.g. ``configs/imagenet.py:variant=w32,tiny``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """``"variant=w32,tiny"`` -> ConfigDict(variant='w32', tiny=True), typed by ``defaults``; unknown keys fail."""
+  result = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in defaults:
+      raise ValueError(f"unknown config arg {key!r}; known: {', '.join(defaults)}")
+    default = defaults[key]
+    if not value:
+      if not isinstance(default, bool):
+        raise ValueError(f"config arg {key!r} needs a value ({key}=...)")
+      result[key] = True
+    elif isinstance(default, bool):
+      result[key] = value.lower() in ("1", "true", "yes")
+    else:
+      result[key] = type(default)(value) if default is not None else value
+  return result
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the engine reads, with its default. Config files start from this and set what they need."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.task = "classification"
+  config.model = ml_collections.ConfigDict({"name": "hrnet_tiny", "dtype": "float32", "overrides": {}})
+  config.data = ml_collections.ConfigDict({
+      "name": "synthetic_shapes", "data_dir": placeholder(str), "manual_dir": placeholder(str),
+      "train_split": "train", "eval_split": "validation", "preprocess": "synthetic_classification",
+  })
+  config.global_batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 1.0
+  config.total_steps = 0  # > 0 overrides num_epochs
+  config.optimizer = ml_collections.ConfigDict({
+      "name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "b1": 0.9, "b2": 0.999,
+      "weight_decay": 0.0, "weight_decay_mask": "all", "grad_clip_norm": 0.0,
+  })
+  config.schedule = ml_collections.ConfigDict({
+      "name": "cosine", "warmup_epochs": 0.0, "milestones": (), "decay_factor": 0.1, "power": 0.9})
+  config.accumulation_steps = 1
+  config.ema_decay = 0.0  # > 0 keeps an exponential moving average of the parameters, used for evaluation
+  config.label_smoothing = 0.0
+  config.per_device_bn = False  # True: BatchNorm statistics per device, as PyTorch DDP without SyncBN
+  config.num_devices = 0  # 0: every device of every process
+  config.log_every = 10
+  config.eval_every = 0  # 0: only at the end
+  config.checkpoint_every = 100
+  config.keep_checkpoints = 2
+  config.best_metric = placeholder(str)
+  config.best_mode = "max"
+  config.init_from = ""  # an Orbax checkpoint or a PyTorch file; not for resuming (that is automatic)
+  return config
+
+
+def load(path_and_arg: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """Loads ``configs/<file>.py[:arg]`` and applies ``{"a.b": value}`` overrides (for tests and tools)."""
+  path, _, arg = path_and_arg.partition(":")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no config file {path}")
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  for dotted, value in (overrides or {}).items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if leaf not in node:
+      raise KeyError(f"unknown config key {dotted!r}")
+    node[leaf] = value
+  return config

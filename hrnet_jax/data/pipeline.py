@@ -1,0 +1,156 @@
+"""Deterministic input pipelines over random-access tfds sources.
+
+The data order is a pure function of (seed, step): global example position q = step * global_batch + k reads
+example ``permutation(seed, epoch)[q mod N]`` and augments it with the stateless seed (seed, q). Every process
+takes its contiguous slice of each global batch, so a run resumed at any step, or run on any number of
+processes and devices, sees exactly the batches an uninterrupted single-process run would.
+Evaluation is padded to whole global batches with a ``mask`` so that every example counts exactly once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import gc
+import weakref
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+Example = dict[str, Any]
+TrainPreprocess = Callable[[Example, tf.Tensor], Example]
+EvalPreprocess = Callable[[Example], Example]
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def global_positions(step: int, global_batch_size: int) -> np.ndarray:
+  """Positions in the endless stream of training examples that make up global batch ``step``."""
+  return step * global_batch_size + np.arange(global_batch_size)
+
+
+def train_indices(num_examples: int, global_batch_size: int, seed: int, step: int) -> np.ndarray:
+  """Dataset indices of global batch ``step``: epochs are fresh permutations, concatenated end to end."""
+  positions = global_positions(step, global_batch_size)
+  epochs, offsets = np.divmod(positions, num_examples)
+  return np.array([epoch_permutation(num_examples, seed, int(e))[o] for e, o in zip(epochs, offsets)])
+
+
+def process_slice(global_batch_size: int, process_index: int, process_count: int) -> slice:
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
+  local = global_batch_size // process_count
+  return slice(process_index * local, (process_index + 1) * local)
+
+
+def _signature(record: Example) -> dict[str, tf.TensorSpec]:
+  spec = {}
+  for key, value in record.items():
+    if isinstance(value, bytes):
+      spec[key] = tf.TensorSpec((), tf.string)
+    else:
+      value = np.asarray(value)
+      spec[key] = tf.TensorSpec(value.shape, tf.as_dtype(value.dtype))
+  return spec
+
+
+def _from_records(source: Sequence[Example], items: Callable[[], Iterator[tuple[int, Example]]],
+                  extra: dict[str, tf.TensorSpec]) -> tf.data.Dataset:
+  signature = {**_signature(source[0]), **extra}
+  return tf.data.Dataset.from_generator(lambda: (record for _, record in items()), output_signature=signature)
+
+
+class BatchIterator:
+  """NumPy batches from a tf.data pipeline, closable.
+
+  A tf.data iterator fed by a Python generator must be released before the interpreter shuts down, or TF's
+  threads wait forever for the GIL: ``close()`` releases it, and every open iterator is closed at exit.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self._iterator = dataset.as_numpy_iterator()
+    _OPEN_ITERATORS.add(self)
+
+  def __iter__(self) -> "BatchIterator":
+    return self
+
+  def __next__(self) -> Example:
+    if self._iterator is None:
+      raise StopIteration
+    return next(self._iterator)
+
+  def close(self) -> None:
+    self._iterator = None
+    gc.collect()
+
+
+_OPEN_ITERATORS: "weakref.WeakSet[BatchIterator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_iterators() -> None:
+  for iterator in list(_OPEN_ITERATORS):
+    iterator.close()
+
+
+def _finish(dataset: tf.data.Dataset, local_batch_size: int) -> BatchIterator:
+  options = tf.data.Options()
+  options.deterministic = True
+  dataset = dataset.with_options(options).batch(local_batch_size, drop_remainder=True)
+  return BatchIterator(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def train_iterator(source: Sequence[Example], preprocess: TrainPreprocess, *, global_batch_size: int, seed: int,
+                   start_step: int, process_index: int = 0, process_count: int = 1) -> BatchIterator:
+  """This process's share of global batches ``start_step``, ``start_step + 1``, ... (endless)."""
+  mine = process_slice(global_batch_size, process_index, process_count)
+
+  def records():
+    step = start_step
+    while True:
+      indices = train_indices(len(source), global_batch_size, seed, step)[mine]
+      for position, index in zip(global_positions(step, global_batch_size)[mine], indices):
+        yield position, {**source[int(index)], "_position": np.int64(position)}
+      step += 1
+
+  dataset = _from_records(source, records, {"_position": tf.TensorSpec((), tf.int64)})
+
+  def augment(example):
+    position = example.pop("_position")
+    return preprocess(example, tf.stack([tf.constant(seed, tf.int64), position]))
+
+  dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return _finish(dataset, mine.stop - mine.start)
+
+
+def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
+  return -(-num_examples // global_batch_size)
+
+
+def eval_iterator(source: Sequence[Example], preprocess: EvalPreprocess, *, global_batch_size: int,
+                  process_index: int = 0, process_count: int = 1) -> BatchIterator:
+  """One pass over ``source`` in order, padded to whole global batches; ``mask`` is 0 on padding."""
+  mine = process_slice(global_batch_size, process_index, process_count)
+  num_batches = num_eval_batches(len(source), global_batch_size)
+
+  def records():
+    for step in range(num_batches):
+      for position in global_positions(step, global_batch_size)[mine]:
+        valid = position < len(source)
+        # Padding repeats example 0 (any valid example keeps the preprocessing well-defined) with mask 0.
+        record = source[int(position) if valid else 0]
+        yield position, {**record, "_valid": np.float32(valid), "_index": np.int64(position)}
+
+  extra = {"_valid": tf.TensorSpec((), tf.float32), "_index": tf.TensorSpec((), tf.int64)}
+  dataset = _from_records(source, records, extra)
+
+  def prepare(example):
+    kept = {"mask": example.pop("_valid"), "index": example.pop("_index")}
+    return {**preprocess(example), **kept}
+
+  dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return _finish(dataset, mine.stop - mine.start)

@@ -1,0 +1,56 @@
+"""Opening datasets as random-access sources (tfds ArrayRecord data sources), with clear errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import tensorflow_datasets as tfds
+
+from hrnet_jax.data import synthetic
+
+# Our own builders, built on first use when they need no manual download.
+LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """A dataset is not where the config says; the message says how to prepare it."""
+
+
+def default_data_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def builder(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The prepared tfds builder for ``name`` (ArrayRecord files, for random access)."""
+  data_dir = data_dir or default_data_dir()
+  if name in LOCAL_BUILDERS:
+    dataset = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
+    if not dataset.is_prepared():
+      os.makedirs(data_dir, exist_ok=True)
+      dataset.download_and_prepare()
+    return dataset
+  if not os.path.isdir(data_dir):
+    raise DatasetNotFoundError(
+        f"dataset directory {data_dir} does not exist; prepare {name} there first (see README, 'Real data')")
+  try:
+    dataset = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DatasetNotFoundError(f"unknown dataset {name!r}: {e}") from None
+  if not dataset.is_prepared():
+    hint = f" --manual_dir={manual_dir}" if manual_dir else " --manual_dir=<where the official files are>"
+    raise DatasetNotFoundError(
+        f"dataset {name} is not prepared in {data_dir}; build it once with: tfds build {name} "
+        f"--data_dir={data_dir}{hint} --file_format=array_record")
+  return dataset
+
+
+def open_source(name: str, split: str, data_dir: str | None = None,
+                manual_dir: str | None = None) -> tuple[Sequence[dict[str, Any]], tfds.core.DatasetInfo]:
+  """A random-access source of raw examples (images left encoded, decoded later in tf.data) and its info."""
+  dataset = builder(name, data_dir, manual_dir)
+  if split not in dataset.info.splits:
+    raise ValueError(f"dataset {name} has no split {split!r}; it has {sorted(dataset.info.splits)}")
+  skip_images = {key: tfds.decode.SkipDecoding() for key, feature in dataset.info.features.items()
+                 if isinstance(feature, tfds.features.Image)}
+  return dataset.as_data_source(split, decoders=skip_images), dataset.info

@@ -1,0 +1,74 @@
+"""Metrics to ``metrics.jsonl`` and TensorBoard (without TensorFlow), and the progress line.
+
+Only process 0 writes; every call is a no-op elsewhere, so the training loop needs no ``if``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+class MetricWriter:
+  """Appends ``{"step": s, name: value, ...}`` lines to ``workdir/metrics.jsonl`` and scalar summaries to TB."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._events = EventFileWriter(os.path.join(workdir, "tensorboard")) if enabled else None
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in metrics.items()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), **values}) + "\n")
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
+    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    self._events.flush()
+
+  def close(self) -> None:
+    if self._events is not None:
+      self._events.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """Every line of ``workdir/metrics.jsonl``."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+  """One line per log interval: step/total, loss, lr, images/s and ETA."""
+
+  def __init__(self, total_steps: int, global_batch_size: int, start_step: int):
+    self.total_steps = total_steps
+    self.global_batch_size = global_batch_size
+    self._last_step = start_step
+    self._last_time = time.perf_counter()
+
+  def update(self, step: int, loss: float, learning_rate: float) -> float:
+    """Logs the line and returns images/s since the last call."""
+    now = time.perf_counter()
+    steps = max(step - self._last_step, 1)
+    seconds_per_step = (now - self._last_time) / steps
+    images_per_second = self.global_batch_size / seconds_per_step if seconds_per_step > 0 else math.inf
+    eta = format_duration(seconds_per_step * (self.total_steps - step))
+    logging.info("step %d/%d | loss %.4f | lr %.3g | %.0f img/s | ETA %s", step, self.total_steps, loss,
+                 learning_rate, images_per_second, eta)
+    self._last_step, self._last_time = step, now
+    return images_per_second

@@ -1,0 +1,41 @@
+"""The interface every task implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from hrnet_jax import models
+
+Batch = dict[str, jax.Array]
+
+
+class Task(abc.ABC):
+  """Loss and metrics of one task. Evaluation accumulates masked *sums*, so padding never counts and
+  the result is exact however the eval set is split over batches, devices and hosts."""
+
+  name: str
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+
+  def create_model(self) -> nn.Module:
+    model = self.config.model
+    return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype), **dict(model.overrides))
+
+  @abc.abstractmethod
+  def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean loss over the batch (float32) and extra training metrics."""
+
+  @abc.abstractmethod
+  def eval_sums(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    """Sums over the valid (``mask`` 1) examples of the batch."""
+
+  @abc.abstractmethod
+  def finalize(self, sums: dict[str, Any]) -> dict[str, float]:
+    """Final metrics from the sums over the whole eval set."""

@@ -1,0 +1,225 @@
+"""The training engine, for real: devices, processes, kills, preemption, checkpoints and failures."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from hrnet_jax import checkpointing, config_lib, metric_writer, sharding, trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, "configs", "demo.py")
+# 20 steps of 16 images, a log line and a metrics row per step, a checkpoint every 10.
+SHORT_RUN = {"total_steps": 20, "global_batch_size": 16, "eval_batch_size": 64, "log_every": 1,
+             "checkpoint_every": 10, "eval_every": 0, "best_metric": ""}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """The synthetic dataset, built once per session (before any subprocess could race to build it)."""
+  from hrnet_jax.data import sources
+  path = str(tmp_path_factory.mktemp("tfds"))
+  sources.builder("synthetic_shapes", path)
+  return path
+
+
+def short_config(data_dir, **overrides):
+  values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
+  return config_lib.load(DEMO, values)
+
+
+def cli_args(workdir, data_dir, **overrides):
+  values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
+  return [sys.executable, "-m", "hrnet_jax.train", f"--config={DEMO}", f"--workdir={workdir}",
+          *[f"--config.{k}={v}" for k, v in values.items()]]
+
+
+def cli_env(devices):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+  env.pop("HRNET_TRACEBACK", None)
+  return env
+
+
+def run_cli(workdir, data_dir, devices=1, **overrides):
+  return subprocess.run(cli_args(workdir, data_dir, **overrides), env=cli_env(devices), cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+
+
+def train_losses(workdir):
+  return [row["train/loss"] for row in metric_writer.read_metrics(workdir) if "train/loss" in row]
+
+
+def final_state(workdir, step):
+  return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "default"))
+
+
+@pytest.fixture(scope="session")
+def eight_device_run(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("eight"))
+  metrics = trainer.train_and_evaluate(short_config(data_dir, num_devices=8), workdir)
+  return workdir, metrics
+
+
+def test_one_and_eight_devices_give_the_same_losses(data_dir, tmp_path, eight_device_run):
+  eight_dir, eight_metrics = eight_device_run
+  one_metrics = trainer.train_and_evaluate(short_config(data_dir, num_devices=1), str(tmp_path))
+  one, eight = train_losses(str(tmp_path)), train_losses(eight_dir)
+  assert len(one) == len(eight) == 20
+  np.testing.assert_allclose(one, eight, rtol=1e-3)
+  assert one_metrics["count"] == eight_metrics["count"] == 512  # every eval example exactly once
+
+
+def test_two_processes_match_one_process(data_dir, tmp_path, eight_device_run):
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  workdir = str(tmp_path / "two")
+  procs = [subprocess.Popen(cli_args(workdir, data_dir) + [
+      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+      env=cli_env(4), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  assert "process 1 of 2, 4 local / 8 global devices" in outputs[1]
+  np.testing.assert_allclose(train_losses(workdir), train_losses(eight_device_run[0]), rtol=1e-3)
+  assert len(train_losses(workdir)) == 20
+
+
+def test_sigkill_then_rerun_is_bit_exact(data_dir, tmp_path):
+  steps = {"total_steps": 60, "checkpoint_every": 10, "log_every": 10}
+  straight = str(tmp_path / "straight")
+  assert run_cli(straight, data_dir, **steps).returncode == 0
+
+  killed = str(tmp_path / "killed")
+  proc = subprocess.Popen(cli_args(killed, data_dir, **steps), env=cli_env(1), cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first = os.path.join(killed, "checkpoints", "10")
+  while not os.path.isdir(first) and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.isdir(os.path.join(killed, "checkpoints", "60")), "killed too late to test anything"
+  rerun = run_cli(killed, data_dir, **steps)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resumed from step" in rerun.stderr
+  chex.assert_trees_all_equal(final_state(killed, 60)["params"], final_state(straight, 60)["params"])
+  chex.assert_trees_all_equal(final_state(killed, 60)["batch_stats"], final_state(straight, 60)["batch_stats"])
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
+  steps = {"total_steps": 400, "checkpoint_every": 10, "log_every": 10}
+  workdir = str(tmp_path)
+  proc = subprocess.Popen(cli_args(workdir, data_dir, **steps), env=cli_env(1), cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")) and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGTERM)
+  output = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 0, output[-3000:]
+  assert "stopped at step" in output
+  stopped = max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert 10 <= stopped < 400
+  rerun = run_cli(workdir, data_dir, **{**steps, "total_steps": stopped + 20})
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"resumed from step {stopped}" in rerun.stderr
+
+
+def _tiny_state(mesh):
+  from hrnet_jax import models
+  model = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
+  variables = jax.jit(model.init, out_shardings=sharding.replicated(mesh))(jax.random.key(0),
+                                                                          jnp.zeros((1, 32, 32, 3)))
+  return {"step": jnp.asarray(7), **variables}
+
+
+@pytest.mark.parametrize("save_devices,restore_devices", [(8, 1), (1, 8)])
+def test_checkpoint_restores_on_another_device_count(tmp_path, save_devices, restore_devices):
+  saved = _tiny_state(sharding.make_mesh(save_devices))
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=1)
+  checkpointer.save(7, saved)
+  checkpointer.wait()
+  mesh = sharding.make_mesh(restore_devices)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
+                          saved)
+  restored = checkpointing.Checkpointer(str(tmp_path), keep=1).restore(abstract)
+  chex.assert_trees_all_equal(restored, saved)
+  assert all(len(x.sharding.device_set) == restore_devices for x in jax.tree.leaves(restored))
+  checkpointer.close()
+
+
+def test_keeps_latest_and_best_apart(tmp_path):
+  state = _tiny_state(sharding.make_mesh(1))
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2, best_metric="eval/miou", best_mode="max")
+  for step, miou in [(1, 50.0), (2, 70.0), (3, 60.0), (4, 65.0)]:
+    checkpointer.save(step, state)
+    checkpointer.maybe_save_best(step, state, {"eval/miou": miou})
+  checkpointer.close()
+  assert checkpointer.latest.all_steps() == [3, 4]  # the latest is never deleted for the best
+  assert checkpointer.best.all_steps() == [2]
+  assert checkpointer.best_record() == {"step": 2, "metric": "eval/miou", "value": 70.0}
+
+
+def last_line(text):
+  return [line for line in text.strip().splitlines() if line.strip()][-1]
+
+
+def test_unknown_config_key_is_one_clear_line(data_dir, tmp_path):
+  result = run_cli(str(tmp_path), data_dir, **{"optimizer.learning_rat": 0.1})
+  assert result.returncode != 0
+  assert "learning_rate" in result.stderr and "learning_rat" in result.stderr
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
+
+
+def test_missing_dataset_directory_is_one_clear_line(data_dir, tmp_path):
+  result = run_cli(str(tmp_path / "run"), data_dir, **{"data.name": "imagenet2012",
+                                                       "data.data_dir": str(tmp_path / "nowhere")})
+  assert result.returncode == 1
+  assert last_line(result.stderr).startswith("error: dataset directory")
+  assert "nowhere does not exist" in last_line(result.stderr)
+
+
+def test_indivisible_batch_is_one_clear_line(data_dir, tmp_path):
+  result = run_cli(str(tmp_path), data_dir, devices=8, global_batch_size=12)
+  assert result.returncode == 1
+  assert last_line(result.stderr) == ("error: global_batch_size=12 is not divisible by the 8 devices; choose a "
+                                      "multiple of 8")
+
+
+def test_nan_loss_stops_naming_step_and_last_good_checkpoint(data_dir, tmp_path):
+  workdir = str(tmp_path)
+  result = run_cli(workdir, data_dir, checkpoint_every=1, **{"optimizer.learning_rate": 1e12,
+                                                             "schedule.name": "constant"})
+  assert result.returncode == 1
+  line = last_line(result.stderr)
+  assert line.startswith(("error: loss is nan at step", "error: loss is inf at step",
+                          "error: the update made parameters non-finite")), line
+  bad_step = int(line.split(" at step ")[1].split(";")[0])
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert saved and max(saved) < bad_step  # nothing written from the diverged state
+  assert f"step {max(saved)} in" in line
+  restored = final_state(workdir, max(saved))  # and what was written restores
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+
+
+def test_demo_trains_far_above_chance(tmp_path, data_dir):
+  """The README's third command, as written (its own data dir default aside), on 2 CPU cores."""
+  workdir = str(tmp_path)
+  start = time.time()
+  result = subprocess.run([sys.executable, "-m", "hrnet_jax.train", f"--config={DEMO}", f"--workdir={workdir}",
+                           f"--config.data.data_dir={data_dir}"], env=cli_env(1), cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert time.time() - start < 600
+  final = [row for row in metric_writer.read_metrics(workdir) if "eval/top1" in row][-1]
+  assert final["eval/top1"] > 75.0  # chance is 25
+  assert f"top1 {final['eval/top1']:.4g}" in result.stderr
