@@ -20,13 +20,13 @@ def get_config(arg=None):
   config.data.preprocess = f"synthetic_{task}"
   config.global_batch_size = 32
   config.eval_batch_size = 128
-  config.num_epochs = 5  # 4096 images a epoch: 640 steps
-  config.optimizer.update(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4,
+  config.num_epochs = 8  # 4096 images an epoch: 1024 steps
+  config.optimizer.update(name="sgd", learning_rate=0.2, momentum=0.9, nesterov=True, weight_decay=1e-4,
                           weight_decay_mask="kernels")
   config.schedule.update(name="cosine", warmup_epochs=0.25)
   config.log_every = 20
-  config.eval_every = 320
-  config.checkpoint_every = 160
+  config.eval_every = 256
+  config.checkpoint_every = 256
   if task == "classification":
     # A classification head scaled to the tiny backbone (the official one is 2048 wide, 11M parameters).
     config.model.overrides = {"num_classes": 4, "head_channels": (8, 16, 32, 64), "final_channels": 256}

@@ -38,10 +38,13 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.task = "classification"
-  config.model = ml_collections.ConfigDict({"name": "hrnet_tiny", "dtype": "float32", "overrides": {}})
+  # dtype: compute (bfloat16 for mixed precision); param_dtype: parameters and optimizer state.
+  config.model = ml_collections.ConfigDict({"name": "hrnet_tiny", "dtype": "float32", "param_dtype": "float32",
+                                            "overrides": {}})
   config.data = ml_collections.ConfigDict({
       "name": "synthetic_shapes", "data_dir": placeholder(str), "manual_dir": placeholder(str),
       "train_split": "train", "eval_split": "validation", "preprocess": "synthetic_classification",
+      "image_size": 0,  # synthetic data: resize to this square size (0: native 64x64); tests use 32
   })
   config.global_batch_size = 32
   config.eval_batch_size = 64

@@ -4,7 +4,7 @@
 - ``DenseHead``: per-pixel outputs at 1/4 resolution from representation V1 (one branch), V1h (one branch widened
   to 15C) or V2 (all branches resized and concatenated): pose heatmaps, segmentation logits, landmark heatmaps.
 - ``HRFPNHead`` (V2p): a feature pyramid for detection, as HRFPN in MMDetection.
-Outputs are float32 whatever the compute dtype, so losses are computed in float32.
+Outputs are at least float32 whatever the compute dtype, so losses are computed in float32 (or float64).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from hrnet_jax import layers
 from hrnet_jax.hrnet import Bottleneck
 
 Representation = Literal["v1", "v1h", "v2"]
+
+
+def _output(x: jax.Array) -> jax.Array:
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 class ClassificationHead(nn.Module):
@@ -43,8 +47,8 @@ class ClassificationHead(nn.Module):
       y = x
     y = layers.conv1x1(conv, self.final_channels, use_bias=True, name="final_layer_0")(y)
     y = nn.relu(norm(name="final_layer_1")(y))
-    y = jnp.mean(y.astype(jnp.float32), axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=jnp.float32, param_dtype=self.param_dtype, name="classifier")(y)
+    y = jnp.mean(_output(y), axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=y.dtype, param_dtype=self.param_dtype, name="classifier")(y)
 
 
 def _to_quarter_resolution(branches: Sequence[jax.Array], representation: str, branch: int,
@@ -90,13 +94,11 @@ class DenseHead(nn.Module):
     x = _to_quarter_resolution(branches, self.representation, self.branch, self.align_corners)
     final = layers.conv3x3 if self.final_conv_kernel == 3 else layers.conv1x1
     if not self.mix:
-      x = final(conv, self.num_outputs, use_bias=True, name="final_layer")(x)
-      return x.astype(jnp.float32)
+      return _output(final(conv, self.num_outputs, use_bias=True, name="final_layer")(x))
     width = 15 * branches[0].shape[-1] if self.representation == "v1h" else x.shape[-1]
     x = layers.conv1x1(conv, width, use_bias=True, name="last_layer_0")(x)
     x = nn.relu(norm(name="last_layer_1")(x))
-    x = final(conv, self.num_outputs, use_bias=True, name="last_layer_3")(x)
-    return x.astype(jnp.float32)
+    return _output(final(conv, self.num_outputs, use_bias=True, name="last_layer_3")(x))
 
 
 class HRFPNHead(nn.Module):
@@ -115,5 +117,5 @@ class HRFPNHead(nn.Module):
     x = _to_quarter_resolution(branches, "v2", 0, self.align_corners)
     x = layers.conv1x1(conv, self.out_channels, use_bias=True, name="reduction_conv")(x)
     levels = [x] + [nn.avg_pool(x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]
-    return [layers.conv3x3(conv, self.out_channels, use_bias=True, name=f"fpn_convs_{k}")(level).astype(jnp.float32)
+    return [_output(layers.conv3x3(conv, self.out_channels, use_bias=True, name=f"fpn_convs_{k}")(level))
             for k, level in enumerate(levels)]

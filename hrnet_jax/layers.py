@@ -33,7 +33,7 @@ def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool)
   conv = functools.partial(
       nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=conv_kernel_init)
   norm = functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=1.0 - bn_momentum, epsilon=1e-5,
+      nn.BatchNorm, use_running_average=not train, momentum=1.0 - bn_momentum, epsilon=1e-5, use_fast_variance=False,
       dtype=dtype, param_dtype=param_dtype)
   return conv, norm
 

@@ -112,6 +112,8 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
       return loss, (aux, updates["batch_stats"])
 
     (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    # Running statistics keep their stored dtype (float32) whatever precision the step computed in.
+    new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
     return loss, aux, new_stats, grads
 
   if config.per_device_bn:
@@ -145,7 +147,7 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = optim.update_ema(state.ema_params, params, config.ema_decay) if config.ema_decay else state.ema_params
-    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
                # A finite loss can still come with an update that overflows the parameters: check those too.
                "params_finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])),
                **aux}

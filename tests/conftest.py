@@ -2,9 +2,14 @@
 
 import os
 import pathlib
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Many tests compile the same train step in fresh processes (kill, resume, preempt): a compilation cache shared
+# by the session's processes turns each recompile (~20 s on 2 cores) into a load.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="hrnet_jax_xla_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402  (after XLA_FLAGS on purpose)
 

@@ -29,29 +29,38 @@ def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
   return image
 
 
+def resize_to(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
+  """Square resize to ``size`` (0 keeps the native size); masks use 'nearest' so labels stay labels."""
+  if not size:
+    return image
+  resized = tf.image.resize(image, (size, size), method=method, antialias=method != "nearest")
+  return tf.cast(tf.round(resized) if method != "nearest" else resized, image.dtype)
+
+
 def _flip_seed(seed: tf.Tensor, salt: int) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(seed, salt)
 
 
 def synthetic_classification(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
-  del config
+  size = config.get("image_size", 0)
 
   def train(example, seed):
-    image = decode(example["image"], 3)
+    image = resize_to(decode(example["image"], 3), size)
     image = tf.image.stateless_random_flip_left_right(image, _flip_seed(seed, 0))
     return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
 
   def evaluate(example):
-    return {"image": normalize(decode(example["image"], 3)), "label": tf.cast(example["label"], tf.int32)}
+    image = resize_to(decode(example["image"], 3), size)
+    return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
 
   return train, evaluate
 
 
 def synthetic_segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
-  del config
+  size = config.get("image_size", 0)
 
   def pair(example):
-    return decode(example["image"], 3), decode(example["mask"], 1)
+    return resize_to(decode(example["image"], 3), size), resize_to(decode(example["mask"], 1), size, "nearest")
 
   def train(example, seed):
     image, mask = pair(example)

@@ -26,7 +26,8 @@ class Task(abc.ABC):
 
   def create_model(self) -> nn.Module:
     model = self.config.model
-    return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype), **dict(model.overrides))
+    return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype),
+                               param_dtype=jnp.dtype(model.param_dtype), **dict(model.overrides))
 
   @abc.abstractmethod
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
