@@ -257,7 +257,11 @@ class HRNetBackbone(nn.Module):
   def _transition(self, index: int, branches: list[jax.Array], channels: tuple[int, ...],
                   conv: ModuleDef, norm: ModuleDef) -> list[jax.Array]:
     """Adapts the previous stage's branches to the next: a 3x3 conv where a width changes, and each new
-    lower-resolution branch from the previous *lowest* one by a chain of 3x3 stride-2 convs."""
+    lower-resolution branch from the previous *lowest* one by a chain of 3x3 stride-2 convs.
+
+    A width-changing conv reads its own branch, as the segmentation code does; the official cls/pose code feeds it
+    the lowest branch instead, which only differs for specs no official config uses (widths never change there).
+    """
     prefix = f"transition{index}"
     outputs = []
     for i, width in enumerate(channels):

@@ -104,7 +104,7 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
   """The jitted update: forward/backward (optionally over micro-batches), optimizer, BN statistics, EMA."""
   accumulation = config.accumulation_steps
 
-  def loss_and_grads(params, batch_stats, batch):
+  def local_loss_and_grads(params, batch_stats, batch):
     def loss_fn(p):
       outputs, updates = model.apply({"params": p, "batch_stats": batch_stats}, batch["image"], train=True,
                                      mutable=["batch_stats"])
@@ -120,11 +120,13 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
     # Each device normalises with its own batch statistics (PyTorch DDP without SyncBN); gradients, losses and
     # running statistics are then averaged over devices.
     def per_device(params, batch_stats, batch):
-      results = loss_and_grads(params, batch_stats, batch)
+      results = local_loss_and_grads(params, batch_stats, batch)
       return jax.lax.pmean(results, sharding.DATA_AXIS)
 
     loss_and_grads = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(sharding.DATA_AXIS)),
                                    out_specs=P(), check_vma=False)
+  else:
+    loss_and_grads = local_loss_and_grads
 
   def accumulated(params, batch_stats, batch):
     if accumulation == 1:
@@ -248,7 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = jax.jit(create_state, out_shardings=replicated)(jax.random.key(config.seed))
     if config.init_from:
       variables = _load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
-      ema = jax.tree.map(lambda p: p.astype(jnp.float32), variables["params"]) if config.ema_decay else {}
+      # A copy, never an alias of the parameters: the whole state is donated to the train step.
+      ema = jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), variables["params"]) if config.ema_decay else {}
       state = sharding.replicate(state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
                                                opt_state=tx.init(variables["params"]), ema_params=ema), mesh)
   logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,

@@ -22,3 +22,12 @@ def shared_path(*parts: str) -> pathlib.Path:
   if not path.exists():
     pytest.skip(f"{path} is missing: the shared golden/fixture folder sits beside the repository")
   return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """The synthetic dataset, built once per session (before any subprocess could race to build it)."""
+  from hrnet_jax.data import sources
+  path = str(tmp_path_factory.mktemp("tfds"))
+  sources.builder("synthetic_shapes", path)
+  return path

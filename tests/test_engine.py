@@ -26,15 +26,6 @@ SHORT_RUN = {"total_steps": 20, "global_batch_size": 16, "eval_batch_size": 64, 
              "schedule.name": "constant", "schedule.warmup_epochs": 0.0}
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-  """The synthetic dataset, built once per session (before any subprocess could race to build it)."""
-  from hrnet_jax.data import sources
-  path = str(tmp_path_factory.mktemp("tfds"))
-  sources.builder("synthetic_shapes", path)
-  return path
-
-
 def short_config(data_dir, **overrides):
   values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
   return config_lib.load(DEMO, values)

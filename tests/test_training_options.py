@@ -1,0 +1,89 @@
+"""Optimizer/schedule construction and the engine's options (init_from, accumulation, EMA, bf16, per-device BN)."""
+
+import os
+import subprocess
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrnet_jax import checkpointing, config_lib, convert, metric_writer, optim
+from test_engine import REPO, cli_args, cli_env
+
+
+def schedule_config(**schedule):
+  config = config_lib.base_config()
+  config.optimizer.learning_rate = 0.1
+  config.schedule.update(schedule)
+  return config
+
+
+def test_step_schedule_with_warmup_in_epochs():
+  config = schedule_config(name="step", warmup_epochs=1.0, milestones=(3, 6), decay_factor=0.1)
+  lr = optim.learning_rate_schedule(config, total_steps=100, steps_per_epoch=10)
+  np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(29), lr(30), lr(59), lr(60), lr(99)],
+                             [0.0, 0.05, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6, atol=1e-9)
+
+
+def test_poly_and_cosine_reach_zero_at_the_end():
+  for name in ("poly", "cosine"):
+    lr = optim.learning_rate_schedule(schedule_config(name=name), total_steps=50, steps_per_epoch=10)
+    assert float(lr(0)) == pytest.approx(0.1)
+    assert float(lr(50)) == pytest.approx(0.0, abs=1e-7)
+  poly = optim.learning_rate_schedule(schedule_config(name="poly", power=0.9), total_steps=50, steps_per_epoch=10)
+  assert float(poly(25)) == pytest.approx(0.1 * 0.5**0.9)
+
+
+def test_decay_mask_kernels_excludes_batchnorm_and_biases():
+  params = {"conv": {"kernel": jnp.ones((3, 3, 1, 1))}, "bn": {"scale": jnp.ones(1), "bias": jnp.ones(1)},
+            "dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+  assert optim.decay_mask(params, "kernels") == {"conv": {"kernel": True}, "bn": {"scale": False, "bias": False},
+                                                 "dense": {"kernel": True, "bias": False}}
+  with pytest.raises(ValueError, match="unknown weight_decay_mask"):
+    optim.decay_mask(params, "bias")
+
+
+def test_sgd_weight_decay_is_added_to_the_gradient_like_pytorch():
+  config = config_lib.base_config()
+  config.optimizer.update(name="sgd", learning_rate=0.5, momentum=0.0, weight_decay=0.1)
+  tx = optim.create_optimizer(config, lambda step: 0.5)
+  params = {"w": {"kernel": jnp.array([2.0])}}
+  updates, _ = tx.update({"w": {"kernel": jnp.array([1.0])}}, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"]["kernel"], [-0.5 * (1.0 + 0.1 * 2.0)])
+
+
+OPTIONS_RUN = {"total_steps": 4, "global_batch_size": 16, "eval_batch_size": 128, "log_every": 2,
+               "checkpoint_every": 4, "best_metric": "eval/top1", "data.image_size": 32}
+
+
+def train(workdir, data_dir, devices=1, **overrides):
+  """The CLI, as users run it (one fresh process per run)."""
+  result = subprocess.run(cli_args(workdir, data_dir, **{**OPTIONS_RUN, **overrides}), env=cli_env(devices),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stderr
+
+
+def test_engine_options_train_and_init_from(data_dir, tmp_path):
+  first = str(tmp_path / "first")
+  train(first, data_dir)
+  assert os.path.isdir(os.path.join(first, "best"))
+
+  # Every option at once, starting from the first run's weights.
+  log = train(str(tmp_path / "second"), data_dir, devices=2, num_devices=2, per_device_bn=True,
+              accumulation_steps=2, ema_decay=0.9, init_from=first,
+              **{"model.dtype": "bfloat16", "optimizer.name": "adamw", "optimizer.learning_rate": 1e-3,
+                 "optimizer.weight_decay": 0.05, "optimizer.grad_clip_norm": 1.0, "schedule.name": "poly",
+                 "schedule.warmup_epochs": 0.01})
+  assert "re-initialised 0: none" in log
+  rows = metric_writer.read_metrics(str(tmp_path / "second"))
+  assert [row["eval/count"] for row in rows if "eval/count" in row] == [512]
+  assert all(np.isfinite(row["train/loss"]) for row in rows if "train/loss" in row)
+
+  # A PyTorch-layout file with another class count: the backbone loads, the classifier is re-initialised.
+  state_dict = convert.to_state_dict(checkpointing.read_variables(first))
+  state_dict["classifier.weight"] = np.zeros((10, 256), np.float32)
+  state_dict["classifier.bias"] = np.zeros((10,), np.float32)
+  np.savez(tmp_path / "weights.npz", **state_dict)
+  log = train(str(tmp_path / "third"), data_dir, init_from=str(tmp_path / "weights.npz"))
+  assert "re-initialised 2: classifier.bias, classifier.weight" in log
