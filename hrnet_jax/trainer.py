@@ -75,10 +75,20 @@ def _initial_variables(model, image_shape: tuple[int, ...], rng: jax.Array) -> d
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
-def _load_init_from(config: ml_collections.ConfigDict, model, fresh: dict[str, Any]) -> dict[str, Any]:
+def init_train_state(model, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array,
+                     ema_decay: float = 0.0) -> TrainState:
+  """A fresh state: initialised variables, optimizer state and (when ``ema_decay``) a float32 EMA copy."""
+  variables = _initial_variables(model, image_shape, rng)
+  params = variables["params"]
+  ema = jax.tree.map(lambda p: p.astype(jnp.float32), params) if ema_decay else {}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
+                    opt_state=tx.init(params), ema_params=ema)
+
+
+def load_init_from(config: ml_collections.ConfigDict, model, fresh: dict[str, Any]) -> dict[str, Any]:
   """Variables from ``config.init_from``: every tensor whose path and shape match; the rest keep ``fresh``."""
   path = config.init_from
-  if path.endswith((".pth", ".pt", ".bin", ".safetensors", ".npz")):
+  if path.endswith(checkpointing.PYTORCH_SUFFIXES):
     variables, report = convert.convert_state_dict(model, path, reinit_head=True)
     logging.info("init_from %s: %s", path, report.summary())
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
@@ -150,6 +160,7 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
     params = optax.apply_updates(state.params, updates)
     ema = optim.update_ema(state.ema_params, params, config.ema_decay) if config.ema_decay else state.ema_params
     metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
+               "undecodable": jnp.sum(1 - batch["mask"]),
                # A finite loss can still come with an update that overflows the parameters: check those too.
                "params_finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])),
                **aux}
@@ -165,16 +176,14 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
 def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh):
   def eval_step(variables, batch):
     outputs = model.apply(variables, batch["image"], train=False)
-    return task.eval_sums(outputs, batch)
+    return {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
 
   replicated = sharding.replicated(mesh)
   return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
 
 
-def evaluate(eval_step, state: TrainState, make_eval, mesh, task: Task, use_ema: bool) -> dict[str, float]:
+def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task) -> dict[str, float]:
   """One exact pass over the eval set: masked sums accumulated on the host in 64 bits."""
-  params = state.ema_params if use_ema else state.params
-  variables = {"params": params, "batch_stats": state.batch_stats}
   totals: dict[str, np.ndarray] = {}
   iterator = make_eval()
   try:
@@ -185,7 +194,11 @@ def evaluate(eval_step, state: TrainState, make_eval, mesh, task: Task, use_ema:
         totals[key] = totals[key] + value if key in totals else value
   finally:
     iterator.close()
-  return task.finalize(totals)
+  undecodable = int(totals.pop("undecodable"))
+  if undecodable:
+    logging.warning("%d eval images could not be decoded (TensorFlow logged why): left out of the metrics",
+                    undecodable)
+  return {**task.finalize(totals), "undecodable": undecodable}
 
 
 def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer: checkpointing.Checkpointer) -> None:
@@ -225,6 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   from hrnet_jax import data  # pylint: disable=import-outside-toplevel
   inputs = data.create_input(config, start_step=start_step, process_index=jax.process_index(),
                              process_count=jax.process_count())
+  task.check_dataset(inputs.class_names)
   steps, steps_per_epoch = total_steps(config, inputs.num_train_examples)
   schedule = optim.learning_rate_schedule(config, steps, steps_per_epoch)
   tx = optim.create_optimizer(config, schedule)
@@ -234,11 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   image_shape = first_batch["image"].shape[1:]
 
   def create_state(rng):
-    variables = _initial_variables(model, image_shape, rng)
-    params = variables["params"]
-    ema = jax.tree.map(lambda p: p.astype(jnp.float32), params) if config.ema_decay else {}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
-                      opt_state=tx.init(params), ema_params=ema)
+    return init_train_state(model, tx, image_shape, rng, config.ema_decay)
 
   replicated = sharding.replicated(mesh)
   abstract = jax.eval_shape(create_state, jax.random.key(config.seed))
@@ -249,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   else:
     state = jax.jit(create_state, out_shardings=replicated)(jax.random.key(config.seed))
     if config.init_from:
-      variables = _load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
+      variables = load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
       # A copy, never an alias of the parameters: the whole state is donated to the train step.
       ema = jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), variables["params"]) if config.ema_decay else {}
       state = sharding.replicate(state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
@@ -287,10 +297,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         means = {f"train/{k}": float(np.mean([m[k] for m in interval_metrics])) for k in interval_metrics[0]
                  if k != "params_finite"}
         means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"])
+        means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
+        if means["train/undecodable"]:
+          logging.warning("%d training images in steps %d-%d could not be decoded (TensorFlow logged why); they "
+                          "carried no loss", means["train/undecodable"], step - len(interval_metrics) + 1, step)
         writer.write(step, means)
         interval_metrics.clear()
       if (config.eval_every and step % config.eval_every == 0) or last_step:
-        eval_metrics = evaluate(eval_step, state, inputs.make_eval, mesh, task, bool(config.ema_decay))
+        params = state.ema_params if config.ema_decay else state.params
+        eval_metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats},
+                                inputs.eval.make_eval, mesh, task)
         logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()
                                                             if "/" not in k))
         writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})

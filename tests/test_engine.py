@@ -15,8 +15,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from hrnet_jax import checkpointing, config_lib, metric_writer, sharding, trainer
+from helpers import REPO, cli_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "demo.py")
 # 20 steps of 16 images, a log line and a metrics row per step, a checkpoint every 10. A small constant learning
 # rate keeps training out of the chaotic regime where float rounding (which differs with the device count)
@@ -35,12 +35,6 @@ def cli_args(workdir, data_dir, **overrides):
   values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
   return [sys.executable, "-m", "hrnet_jax.train", f"--config={DEMO}", f"--workdir={workdir}",
           *[f"--config.{k}={v}" for k, v in values.items()]]
-
-
-def cli_env(devices):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-  env.pop("HRNET_TRACEBACK", None)
-  return env
 
 
 def run_cli(workdir, data_dir, devices=1, **overrides):
@@ -149,11 +143,13 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
 
 
 def _tiny_state(mesh):
+  """A tiny model's variables with distinct random values (not its initialisation, which takes a 20 s compile)."""
   from hrnet_jax import models
   model = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
-  variables = jax.jit(model.init, out_shardings=sharding.replicated(mesh))(jax.random.key(0),
-                                                                          jnp.zeros((1, 32, 32, 3)))
-  return {"step": jnp.asarray(7), **variables}
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  rng = np.random.default_rng(0)
+  variables = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+  return sharding.replicate({"step": np.int32(7), **variables}, mesh)
 
 
 @pytest.mark.parametrize("save_devices,restore_devices", [(8, 1), (1, 8)])
@@ -225,6 +221,7 @@ def test_nan_loss_stops_naming_step_and_last_good_checkpoint(data_dir, tmp_path)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
 
 
+@pytest.mark.slow  # 4.5 min; tests/test_imagenet.py trains to far above chance through the same engine faster
 def test_demo_trains_far_above_chance(tmp_path, data_dir):
   """The README's third command, as written (its own data dir default aside), on 2 CPU cores."""
   workdir = str(tmp_path)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hrnet_jax import checkpointing, config_lib, convert, metric_writer, optim
-from test_engine import REPO, cli_args, cli_env
+from helpers import REPO, cli_env
+from test_engine import cli_args
 
 
 def schedule_config(**schedule):

@@ -11,30 +11,43 @@ from hrnet_jax.data import pipeline, preprocess, sources
 
 
 @dataclasses.dataclass
-class Input:
-  """A run's data: the endless training iterator, a factory of eval passes, and the sizes the loop needs."""
-  train: Iterator[dict]
+class EvalInput:
+  """A factory of exact passes over the eval split."""
   make_eval: Callable[[], Iterator[dict]]
-  num_train_examples: int
   num_eval_examples: int
-  num_eval_batches: int
+  class_names: list[str] | None  # None when the dataset has no class label
+
+
+@dataclasses.dataclass
+class Input:
+  """A run's data: the endless training iterator and the eval passes."""
+  train: Iterator[dict]
+  num_train_examples: int
+  class_names: list[str] | None  # of the train split
+  eval: EvalInput
+
+
+def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, process_count: int) -> EvalInput:
+  """Opens ``config.data``'s eval split for this process (the train split is not needed, nor opened)."""
+  data = config.data
+  source, class_names = sources.open_source(data.name, data.eval_split, data.get("data_dir"), data.get("manual_dir"))
+  _, eval_fn = preprocess.get(data.preprocess, data)
+
+  def make_eval():
+    return pipeline.eval_iterator(source, eval_fn, global_batch_size=config.eval_batch_size,
+                                  process_index=process_index, process_count=process_count)
+
+  return EvalInput(make_eval=make_eval, num_eval_examples=len(source), class_names=class_names)
 
 
 def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_index: int,
                  process_count: int) -> Input:
   """Opens ``config.data`` and builds this process's pipelines, resuming the data stream at ``start_step``."""
   data = config.data
-  train_source, _ = sources.open_source(data.name, data.train_split, data.get("data_dir"), data.get("manual_dir"))
-  eval_source, _ = sources.open_source(data.name, data.eval_split, data.get("data_dir"), data.get("manual_dir"))
-  train_fn, eval_fn = preprocess.get(data.preprocess, data)
+  evaluation = create_eval_input(config, process_index=process_index, process_count=process_count)
+  source, class_names = sources.open_source(data.name, data.train_split, data.get("data_dir"), data.get("manual_dir"))
+  train_fn, _ = preprocess.get(data.preprocess, data)
   train = pipeline.train_iterator(
-      train_source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,
+      source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,
       process_index=process_index, process_count=process_count)
-
-  def make_eval():
-    return pipeline.eval_iterator(eval_source, eval_fn, global_batch_size=config.eval_batch_size,
-                                  process_index=process_index, process_count=process_count)
-
-  return Input(train=train, make_eval=make_eval, num_train_examples=len(train_source),
-               num_eval_examples=len(eval_source),
-               num_eval_batches=pipeline.num_eval_batches(len(eval_source), config.eval_batch_size))
+  return Input(train=train, num_train_examples=len(source), class_names=class_names, eval=evaluation)

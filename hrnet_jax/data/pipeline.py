@@ -50,11 +50,9 @@ def process_slice(global_batch_size: int, process_index: int, process_count: int
 def _signature(record: Example) -> dict[str, tf.TensorSpec]:
   spec = {}
   for key, value in record.items():
-    if isinstance(value, bytes):
-      spec[key] = tf.TensorSpec((), tf.string)
-    else:
-      value = np.asarray(value)
-      spec[key] = tf.TensorSpec(value.shape, tf.as_dtype(value.dtype))
+    value = np.asarray(value)
+    string = value.dtype.kind in "OSU"  # bytes, str, or tfds text as an object array
+    spec[key] = tf.TensorSpec(value.shape, tf.string if string else tf.as_dtype(value.dtype))
   return spec
 
 
@@ -97,6 +95,31 @@ def _close_open_iterators() -> None:
     iterator.close()
 
 
+def map_or_mark(dataset: tf.data.Dataset, fn: Callable[..., Example], keep: tuple[str, ...] = ()) -> tf.data.Dataset:
+  """``dataset.map(fn)``, except that an element whose ``fn`` fails (an undecodable image) becomes zeros with
+  ``decoded`` 0 instead of ending the pass: the batch structure, and so the data order and eval counts, stay
+  exact. TensorFlow logs each failure's message; the loop counts them (``undecodable``) and losses skip them.
+  Keys in ``keep`` are copied into ``fn``'s output unchanged, and into a replacement too."""
+  spec = dataset.map(lambda element: fn({k: v for k, v in element.items() if k not in keep})).element_spec
+  if not all(s.shape.is_fully_defined() for s in spec.values()):
+    raise ValueError(f"preprocessing must produce fixed shapes (so a failed example can be replaced); got {spec}")
+
+  def decoded(element):
+    return {**fn({k: v for k, v in element.items() if k not in keep}), **{k: element[k] for k in keep},
+            "decoded": tf.constant(1.0)}
+
+  def replacement(element):
+    return {**{key: tf.zeros(s.shape, s.dtype) for key, s in spec.items()}, **{k: element[k] for k in keep},
+            "decoded": tf.constant(0.0)}
+
+  def one(element):
+    attempt = tf.data.Dataset.from_tensors(element).map(decoded).ignore_errors(log_warning=True)
+    return attempt.concatenate(tf.data.Dataset.from_tensors(element).map(replacement)).take(1)
+
+  return dataset.interleave(one, cycle_length=16, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=True)
+
+
 def _finish(dataset: tf.data.Dataset, local_batch_size: int) -> BatchIterator:
   options = tf.data.Options()
   options.deterministic = True
@@ -123,8 +146,10 @@ def train_iterator(source: Sequence[Example], preprocess: TrainPreprocess, *, gl
     position = example.pop("_position")
     return preprocess(example, tf.stack([tf.constant(seed, tf.int64), position]))
 
-  dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return _finish(dataset, mine.stop - mine.start)
+  def with_mask(example):
+    return {**example, "mask": example.pop("decoded")}  # losses average over the examples that decoded
+
+  return _finish(map_or_mark(dataset, augment).map(with_mask), mine.stop - mine.start)
 
 
 def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
@@ -148,9 +173,10 @@ def eval_iterator(source: Sequence[Example], preprocess: EvalPreprocess, *, glob
   extra = {"_valid": tf.TensorSpec((), tf.float32), "_index": tf.TensorSpec((), tf.int64)}
   dataset = _from_records(source, records, extra)
 
-  def prepare(example):
-    kept = {"mask": example.pop("_valid"), "index": example.pop("_index")}
-    return {**preprocess(example), **kept}
+  def with_mask(example):
+    valid, decoded, index = example.pop("_valid"), example.pop("decoded"), example.pop("_index")
+    # Padding and undecodable examples are masked out; undecodable ones are counted, so none is lost silently.
+    return {**example, "index": index, "mask": valid * decoded, "undecodable": valid * (1 - decoded)}
 
-  dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return _finish(dataset, mine.stop - mine.start)
+  dataset = map_or_mark(dataset, preprocess, keep=("_valid", "_index"))
+  return _finish(dataset.map(with_mask), mine.stop - mine.start)

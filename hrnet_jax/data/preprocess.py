@@ -11,6 +11,7 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
+from hrnet_jax.data import synthetic
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 
 # The official codes normalise with the ImageNet statistics, on RGB in [0, 1].
@@ -23,10 +24,10 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
   return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
 
 
-def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+def decode(encoded: tf.Tensor, channels: int, size: tuple[int, int] | None = None) -> tf.Tensor:
+  """Any image format to uint8 HxWxC; ``size`` (when every image has it) makes the shape static."""
   image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-  image.set_shape([None, None, channels])
-  return image
+  return tf.ensure_shape(image, [*(size or (None, None)), channels])
 
 
 def resize_to(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
@@ -41,16 +42,19 @@ def _flip_seed(seed: tf.Tensor, salt: int) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(seed, salt)
 
 
+NATIVE = (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE)  # every synthetic image
+
+
 def synthetic_classification(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
   size = config.get("image_size", 0)
 
   def train(example, seed):
-    image = resize_to(decode(example["image"], 3), size)
+    image = resize_to(decode(example["image"], 3, NATIVE), size)
     image = tf.image.stateless_random_flip_left_right(image, _flip_seed(seed, 0))
     return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
 
   def evaluate(example):
-    image = resize_to(decode(example["image"], 3), size)
+    image = resize_to(decode(example["image"], 3, NATIVE), size)
     return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
 
   return train, evaluate
@@ -60,7 +64,8 @@ def synthetic_segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPrep
   size = config.get("image_size", 0)
 
   def pair(example):
-    return resize_to(decode(example["image"], 3), size), resize_to(decode(example["mask"], 1), size, "nearest")
+    return (resize_to(decode(example["image"], 3, NATIVE), size),
+            resize_to(decode(example["mask"], 1, NATIVE), size, "nearest"))
 
   def train(example, seed):
     image, mask = pair(example)
@@ -76,9 +81,79 @@ def synthetic_segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPrep
   return train, evaluate
 
 
+def _crop_window(shape: tf.Tensor, seed: tf.Tensor, area_range: tuple[float, float],
+                 ratio_range: tuple[float, float]) -> tf.Tensor:
+  """[y, x, h, w] of a random crop covering ``area_range`` of the image with aspect ratio in ``ratio_range``.
+
+  As torchvision's RandomResizedCrop (the official recipe): 10 attempts, then the whole image (torchvision falls
+  back to a center crop of clamped ratio instead; this happens for under 1% of ImageNet images).
+  """
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed, min_object_covered=0.0,
+      aspect_ratio_range=ratio_range, area_range=area_range, max_attempts=10, use_image_if_no_bounding_boxes=True)
+  return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def decode_random_crop(encoded: tf.Tensor, seed: tf.Tensor, area_range: tuple[float, float],
+                       ratio_range: tuple[float, float]) -> tf.Tensor:
+  """Decodes only the random crop of a JPEG (much less work than the whole image); other formats in full."""
+  def jpeg():
+    window = _crop_window(tf.image.extract_jpeg_shape(encoded), seed, area_range, ratio_range)
+    return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+
+  def other():
+    image = decode(encoded, 3)
+    window = _crop_window(tf.shape(image), seed, area_range, ratio_range)
+    return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def resize_shorter_side(image: tf.Tensor, shorter: int) -> tf.Tensor:
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  scale = shorter / tf.cast(tf.minimum(height, width), tf.float32)
+  new_size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
+  new_size = tf.maximum(new_size, shorter)  # the shorter side is exactly ``shorter`` whatever the rounding
+  return tf.image.resize(image, new_size, method="bilinear", antialias=True)
+
+
+def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+  top = (tf.shape(image)[0] - size) // 2
+  left = (tf.shape(image)[1] - size) // 2
+  return image[top:top + size, left:left + size]
+
+
+def imagenet(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
+  """The official ImageNet recipe: random-resized crop + flip for training; shorter side to 256, center 224.
+
+  ``image_size`` is the crop (224); ``eval_resize`` the shorter side before the eval crop (0: image_size / 0.875,
+  256 at 224); ``crop_area`` and ``crop_ratio`` the random-resized-crop ranges (0.08-1, 3/4-4/3).
+  """
+  size = config.get("image_size") or 224
+  eval_resize = config.get("eval_resize") or int(round(size / 0.875))
+  area_range = tuple(config.get("crop_area", (0.08, 1.0)))
+  ratio_range = tuple(config.get("crop_ratio", (3 / 4, 4 / 3)))
+
+  def train(example, seed):
+    image = decode_random_crop(example["image"], _flip_seed(seed, 0), area_range, ratio_range)
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    image = tf.image.stateless_random_flip_left_right(image, _flip_seed(seed, 1))
+    return {"image": normalize(tf.clip_by_value(image, 0, 255)), "label": tf.cast(example["label"], tf.int32)}
+
+  def evaluate(example):
+    image = center_crop(resize_shorter_side(decode(example["image"], 3), eval_resize), size)
+    image = tf.ensure_shape(tf.clip_by_value(image, 0, 255), [size, size, 3])
+    return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
+
+  return train, evaluate
+
+
 PREPROCESSORS: dict[str, Callable[[ml_collections.ConfigDict], tuple[TrainPreprocess, EvalPreprocess]]] = {
     "synthetic_classification": synthetic_classification,
     "synthetic_segmentation": synthetic_segmentation,
+    "imagenet": imagenet,
 }
 
 

@@ -7,9 +7,11 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax.data import synthetic
+from hrnet_jax.data import image_folder, synthetic
 
 # Our own builders, built on first use when they need no manual download.
+# A folder of class sub-directories, read directly (no build step).
+IMAGE_FOLDER = "image_folder"
 LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
 
 
@@ -46,11 +48,27 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
 
 
 def open_source(name: str, split: str, data_dir: str | None = None,
-                manual_dir: str | None = None) -> tuple[Sequence[dict[str, Any]], tfds.core.DatasetInfo]:
-  """A random-access source of raw examples (images left encoded, decoded later in tf.data) and its info."""
+                manual_dir: str | None = None) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
+  """A random-access source of raw examples (images left encoded, decoded later in tf.data) and the class names
+  (None when the dataset has no class label)."""
+  if name == IMAGE_FOLDER:
+    return _open_image_folder(split, data_dir)
   dataset = builder(name, data_dir, manual_dir)
   if split not in dataset.info.splits:
     raise ValueError(f"dataset {name} has no split {split!r}; it has {sorted(dataset.info.splits)}")
   skip_images = {key: tfds.decode.SkipDecoding() for key, feature in dataset.info.features.items()
                  if isinstance(feature, tfds.features.Image)}
-  return dataset.as_data_source(split, decoders=skip_images), dataset.info
+  label = dataset.info.features["label"] if "label" in dataset.info.features else None
+  names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
+  return dataset.as_data_source(split, decoders=skip_images), names
+
+
+def _open_image_folder(split: str, data_dir: str | None) -> tuple[image_folder.ImageFolderSource, list[str]]:
+  layout = "DATA_DIR/<split>/<class name>/<image files>"
+  if not data_dir or not os.path.isdir(data_dir):
+    raise DatasetNotFoundError(f"image_folder needs data.data_dir, a folder laid out as {layout}; got {data_dir}")
+  if not os.path.isdir(os.path.join(data_dir, split)):
+    splits = image_folder.subdirectories(data_dir)
+    raise DatasetNotFoundError(f"{data_dir} has no split folder {split!r} (it has {splits}); expected {layout}")
+  source = image_folder.ImageFolderSource(data_dir, split)
+  return source, source.class_names

@@ -29,6 +29,10 @@ class Task(abc.ABC):
     return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype),
                                param_dtype=jnp.dtype(model.param_dtype), **dict(model.overrides))
 
+  def check_dataset(self, class_names: list[str] | None) -> None:
+    """Raises ValueError when the dataset's labels cannot be this model's outputs (e.g. a class-count mismatch)."""
+    del class_names
+
   @abc.abstractmethod
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch (float32) and extra training metrics."""

@@ -8,18 +8,29 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hrnet_jax import models
 from hrnet_jax.tasks.base import Batch, Task
 
 
 class ClassificationTask(Task):
   name = "classification"
 
+  def check_dataset(self, class_names: list[str] | None) -> None:
+    overrides = self.config.model.overrides
+    num_classes = overrides.get("num_classes", models.TASKS[self.name].count)
+    if class_names is not None and len(class_names) != num_classes:
+      raise ValueError(f"the dataset has {len(class_names)} classes but the model predicts {num_classes}; set "
+                       f"--config.model.overrides.num_classes={len(class_names)} (or the config's classes= arg)")
+
   def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     num_classes = outputs.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
                                   self.config.get("label_smoothing", 0.0))
-    loss = jnp.mean(optax.softmax_cross_entropy(outputs, targets))
-    return loss, {"accuracy": jnp.mean(jnp.argmax(outputs, -1) == batch["label"])}
+    # ``mask`` is 0 for examples whose image could not be decoded: they carry no loss.
+    mask = batch["mask"].astype(jnp.float32)
+    count = jnp.maximum(jnp.sum(mask), 1.0)
+    loss = jnp.sum(mask * optax.softmax_cross_entropy(outputs, targets)) / count
+    return loss, {"accuracy": jnp.sum(mask * (jnp.argmax(outputs, -1) == batch["label"])) / count}
 
   def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     mask = batch["mask"]

@@ -28,7 +28,8 @@ class SegmentationTask(Task):
   def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     labels = batch["label"]
     logits = self._logits_at_label_size(outputs, labels)
-    valid = labels != self.ignore_label
+    # ``mask`` is 0 for examples whose image could not be decoded: none of their pixels count.
+    valid = (labels != self.ignore_label) & (batch["mask"][:, None, None] > 0)
     per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
     loss = jnp.sum(per_pixel * valid) / jnp.maximum(jnp.sum(valid), 1)
     accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * valid) / jnp.maximum(jnp.sum(valid), 1)
