@@ -1,0 +1,48 @@
+"""The benchmark command on a tiny model: every field of its JSON line, for training and inference."""
+
+import dataclasses
+import json
+
+import pytest
+
+from hrnet_jax import benchmark, summary
+from helpers import REPO, run_module
+
+TINY_HEAD = ["--override", "num_classes=4", "--override", "head_channels=[8,16,32,64]",
+             "--override", "final_channels=64"]
+
+
+def test_benchmark_cli_writes_every_field(tmp_path):
+  output = tmp_path / "results.jsonl"
+  result = run_module("benchmark", "--model=hrnet_tiny", "--size=32x32", "--batch=4", "--mode=train", "--steps=3",
+                      "--warmup=1", "--peak-tflops=1.5", f"--output={output}", *TINY_HEAD)
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = json.loads(output.read_text())
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == line
+  assert set(line) == {f.name for f in dataclasses.fields(benchmark.BenchmarkResult)}
+  assert line["mode"] == "train" and line["devices"] == 1 and line["timed_steps"] == 3
+  assert line["images_per_second"] == pytest.approx(4 / (line["step_ms"] / 1e3))
+  assert line["step_ms_min"] <= line["step_ms"] <= line["step_ms_max"]
+  assert line["compile_seconds"] > 0 and line["flops_per_step"] > 0 and line["peak_memory_bytes"] > 0
+  assert line["mfu"] == pytest.approx(line["achieved_tflops"] / 1.5)
+  assert "img/s" in result.stderr and "MFU" in result.stderr
+
+
+def test_inference_flops_are_per_device_on_eight_devices():
+  overrides = {"num_classes": 4, "head_channels": (8, 16, 32, 64), "final_channels": 64}
+  infer = benchmark.run_benchmark("hrnet_tiny", size=(32, 32), batch=16, mode="infer", steps=2, warmup=1,
+                                  overrides=overrides)
+  assert infer.devices == 8 and infer.mfu is None and infer.images_per_second > 0
+  # Each device runs the forward pass on 16 / 8 = 2 images: twice the FLOPs of one image's forward.
+  one_image = summary.summarize("hrnet_tiny", size=(32, 32), **overrides).xla_macs * 2
+  assert infer.flops_per_step == pytest.approx(2 * one_image, rel=0.05)  # not 16 images: per device
+
+
+def test_pipeline_benchmark_reports_examples_per_second_per_core(data_dir):
+  result = run_module("data.benchmark", f"--config={REPO}/configs/demo.py", f"--config.data.data_dir={data_dir}",
+                      "--batches=3", "--warmup=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert line["train_examples"] == 3 * 32 and line["eval_examples"] == 3 * 128
+  assert line["train_examples_per_second"] > 0 and line["cores"] >= 1
+  assert line["train_examples_per_second_per_core"] == pytest.approx(line["train_examples_per_second"] / line["cores"])
