@@ -261,7 +261,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.init_from:
       variables = load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
       # A copy, never an alias of the parameters: the whole state is donated to the train step.
-      ema = jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), variables["params"]) if config.ema_decay else {}
+      ema = {}
+      if config.ema_decay:
+        ema = jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), variables["params"])
       state = sharding.replicate(state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
                                                opt_state=tx.init(variables["params"]), ema_params=ema), mesh)
   logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,

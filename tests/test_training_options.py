@@ -3,11 +3,13 @@
 import os
 import subprocess
 
+import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrnet_jax import checkpointing, config_lib, convert, metric_writer, optim
+from hrnet_jax import config_lib, convert, metric_writer, optim, tasks, trainer
 from helpers import REPO, cli_env
 from test_engine import cli_args
 
@@ -81,10 +83,23 @@ def test_engine_options_train_and_init_from(data_dir, tmp_path):
   assert [row["eval/count"] for row in rows if "eval/count" in row] == [512]
   assert all(np.isfinite(row["train/loss"]) for row in rows if "train/loss" in row)
 
-  # A PyTorch-layout file with another class count: the backbone loads, the classifier is re-initialised.
-  state_dict = convert.to_state_dict(checkpointing.read_variables(first))
+
+
+def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, caplog):
+  """The backbone loads, the classifier is re-initialised, and the log says which (the loader train() calls)."""
+  config = config_lib.load(os.path.join(REPO, "configs", "demo.py"))
+  model = tasks.get_task("classification")(config).create_model()
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32))
+  rng = np.random.default_rng(0)
+  trained = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+  state_dict = convert.to_state_dict(trained)
   state_dict["classifier.weight"] = np.zeros((10, 256), np.float32)
   state_dict["classifier.bias"] = np.zeros((10,), np.float32)
   np.savez(tmp_path / "weights.npz", **state_dict)
-  log = train(str(tmp_path / "third"), data_dir, init_from=str(tmp_path / "weights.npz"))
-  assert "re-initialised 2: classifier.bias, classifier.weight" in log
+  fresh = jax.tree.map(np.zeros_like, trained)
+  config.init_from = str(tmp_path / "weights.npz")
+  with caplog.at_level("INFO"):
+    loaded = trainer.load_init_from(config, model, fresh)
+  assert "re-initialised 2: classifier.bias, classifier.weight" in caplog.text
+  chex.assert_trees_all_close(loaded["params"]["backbone"], trained["params"]["backbone"])
+  assert loaded["params"]["head"]["classifier"]["kernel"].shape == (256, 4)  # fresh, of the model's class count
