@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hrnet_jax import config_lib, models, optim, sharding, tasks, trainer

@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import checkpointing, config_lib, metric_writer, sharding, trainer
+from hrnet_jax import checkpointing, config_lib, metric_writer, sharding
 from helpers import REPO, cli_env
 
 DEMO = os.path.join(REPO, "configs", "demo.py")
