@@ -125,7 +125,7 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
   sharding.check_batch_size(batch, mesh, "--batch")
   task_impl = tasks.get_task(task)(config)
   network = task_impl.create_model()
-  num_outputs = (overrides or {}).get(models.TASKS[task].count_name) or models.TASKS[task].count
+  num_outputs = models.output_count(task, overrides or {})
   batch_arrays = sharding.global_batch(synthetic_batch(task, batch, size, num_outputs), mesh)
 
   schedule = optim.learning_rate_schedule(config, total_steps=1000, steps_per_epoch=100)

@@ -113,6 +113,12 @@ def resolve_spec(name_or_spec: str | HRNetSpec | Mapping[str, Any]) -> HRNetSpec
   return VARIANTS[name_or_spec]
 
 
+def output_count(task: str, overrides: Mapping[str, Any]) -> int | None:
+  """How many outputs a model of ``task`` built with ``overrides`` has (None for tasks without an output count)."""
+  defaults = TASKS[task]
+  return overrides.get(defaults.count_name, defaults.count) if defaults.count_name else None
+
+
 def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classification", **overrides) -> HRNet:
   """Builds an HRNet for a task with the official defaults of that task's codebase.
 
@@ -141,7 +147,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
              "final_channels": 2048, **overrides}
-  count = overrides.get(defaults.count_name, defaults.count) if defaults.count_name else None
+  count = output_count(task, overrides)
   # The official pose network stops computing the lower branches in its last module: only 1x is used.
   multi_scale = not (options["head"] in ("v1", "v1h") and options["head_branch"] == 0 and task == "pose")
   backbone = HRNetBackbone(

@@ -70,19 +70,19 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _initial_variables(model, image_shape: tuple[int, ...], rng: jax.Array) -> dict[str, Any]:
-  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32))
-  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+def _ema_copy(params: Any, ema_decay: float) -> Any:
+  """The EMA's starting point: a float32 copy of the parameters, never an alias (the state is donated to the
+  train step), or {} when EMA is off."""
+  return jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params) if ema_decay else {}
 
 
 def init_train_state(model, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array,
                      ema_decay: float = 0.0) -> TrainState:
   """A fresh state: initialised variables, optimizer state and (when ``ema_decay``) a float32 EMA copy."""
-  variables = _initial_variables(model, image_shape, rng)
+  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32))
   params = variables["params"]
-  ema = jax.tree.map(lambda p: p.astype(jnp.float32), params) if ema_decay else {}
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
-                    opt_state=tx.init(params), ema_params=ema)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params), ema_params=_ema_copy(params, ema_decay))
 
 
 def load_init_from(config: ml_collections.ConfigDict, model, fresh: dict[str, Any]) -> dict[str, Any]:
@@ -260,12 +260,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = jax.jit(create_state, out_shardings=replicated)(jax.random.key(config.seed))
     if config.init_from:
       variables = load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
-      # A copy, never an alias of the parameters: the whole state is donated to the train step.
-      ema = {}
-      if config.ema_decay:
-        ema = jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), variables["params"])
-      state = sharding.replicate(state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
-                                               opt_state=tx.init(variables["params"]), ema_params=ema), mesh)
+      state = sharding.replicate(state.replace(
+          params=variables["params"], batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
+          ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
   logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,
                f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps, steps_per_epoch,
                mesh.devices.size, jax.process_count())
@@ -297,7 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step % config.log_every == 0 or last_step:
         _check_finite(pending_checks, checkpointer)
         means = {f"train/{k}": float(np.mean([m[k] for m in interval_metrics])) for k in interval_metrics[0]
-                 if k != "params_finite"}
+                 if k not in ("params_finite", "undecodable")}
         means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"])
         means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
         if means["train/undecodable"]:

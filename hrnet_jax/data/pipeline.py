@@ -100,13 +100,15 @@ def map_or_mark(dataset: tf.data.Dataset, fn: Callable[..., Example], keep: tupl
   ``decoded`` 0 instead of ending the pass: the batch structure, and so the data order and eval counts, stay
   exact. TensorFlow logs each failure's message; the loop counts them (``undecodable``) and losses skip them.
   Keys in ``keep`` are copied into ``fn``'s output unchanged, and into a replacement too."""
-  spec = dataset.map(lambda element: fn({k: v for k, v in element.items() if k not in keep})).element_spec
+  def transformed(element):
+    return fn({k: v for k, v in element.items() if k not in keep})
+
+  spec = dataset.map(transformed).element_spec
   if not all(s.shape.is_fully_defined() for s in spec.values()):
     raise ValueError(f"preprocessing must produce fixed shapes (so a failed example can be replaced); got {spec}")
 
   def decoded(element):
-    return {**fn({k: v for k, v in element.items() if k not in keep}), **{k: element[k] for k in keep},
-            "decoded": tf.constant(1.0)}
+    return {**transformed(element), **{k: element[k] for k in keep}, "decoded": tf.constant(1.0)}
 
   def replacement(element):
     return {**{key: tf.zeros(s.shape, s.dtype) for key, s in spec.items()}, **{k: element[k] for k in keep},

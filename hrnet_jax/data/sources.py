@@ -9,9 +9,9 @@ import tensorflow_datasets as tfds
 
 from hrnet_jax.data import image_folder, synthetic
 
-# Our own builders, built on first use when they need no manual download.
 # A folder of class sub-directories, read directly (no build step).
 IMAGE_FOLDER = "image_folder"
+# Our own builders, built on first use when they need no manual download.
 LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
 
 

@@ -16,8 +16,7 @@ class ClassificationTask(Task):
   name = "classification"
 
   def check_dataset(self, class_names: list[str] | None) -> None:
-    overrides = self.config.model.overrides
-    num_classes = overrides.get("num_classes", models.TASKS[self.name].count)
+    num_classes = models.output_count(self.name, self.config.model.overrides)
     if class_names is not None and len(class_names) != num_classes:
       raise ValueError(f"the dataset has {len(class_names)} classes but the model predicts {num_classes}; set "
                        f"--config.model.overrides.num_classes={len(class_names)} (or the config's classes= arg)")
