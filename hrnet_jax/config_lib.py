@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_devices = 0  # 0: every device of every process
   config.log_every = 10
   config.eval_every = 0  # 0: only at the end
+  config.eval_at_start = False  # also evaluate the initial (or init_from) weights, as step 0
   config.checkpoint_every = 100
   config.keep_checkpoints = 2
   config.best_metric = placeholder(str)

@@ -1,17 +1,29 @@
-"""Top-k classes of images with a trained classifier:
+"""Predictions on image files with a trained model.
+
+Classification, the top-k classes:
 
     python -m hrnet_jax.predict --config configs/imagenet.py:variant=w18 --checkpoint PATH IMAGE... \\
         [--top 5] [--output predictions.json]
 
-Images get the config's eval preprocessing (ImageNet: shorter side 256, center 224). Class names come from the
-config's dataset when it is available (folder names for ``image_folder``, synset ids for ``imagenet2012``),
-indices otherwise. An image that cannot be read or decoded is reported and skipped; the others are still
-predicted and written, and the exit status is 1.
+Pose, keypoints of the people in given boxes (or of the whole image when no box is given), drawn on the image:
+
+    python -m hrnet_jax.predict --config configs/coco_pose.py:w32_256x192 --checkpoint PATH IMAGE... \\
+        [--boxes boxes.json] [--output predictions.json] [--output_dir overlays/]
+
+``--boxes`` maps an image path (or its file name) to a list of [x, y, w, h] person boxes. Pose writes a COCO
+results list (``image_id`` from a numeric file name, else the image's position; plus ``file``) and one PNG per
+image with the keypoints and skeleton.
+
+Images get the config's eval preprocessing (ImageNet: shorter side 256, center 224; pose: the box's crop). Class
+names come from the config's dataset when it is available (folder names for ``image_folder``, synset ids for
+``imagenet2012``), indices otherwise. An image that cannot be read or decoded is reported and skipped; the others
+are still predicted and written, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -22,13 +34,15 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from hrnet_jax import checkpointing, cli, tasks
+from hrnet_jax import checkpointing, cli, coco_eval, draw, tasks
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
                                           lock_config=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint dir or PyTorch-layout weights file.")
 _TOP = flags.DEFINE_integer("top", 5, "How many classes to list per image.")
 _OUTPUT = flags.DEFINE_string("output", "predictions.json", "Where to write the predictions as JSON.")
+_BOXES = flags.DEFINE_string("boxes", None, "Pose: JSON mapping image path or file name to [[x, y, w, h], ...].")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "predictions", "Pose: where to write the drawn PNGs.")
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
@@ -62,7 +76,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str]
             top: int = 5) -> tuple[list[dict[str, Any]], dict[str, str]]:
   """Per image: path and the top classes with index, name, probability and logit; and the failed paths."""
   if config.task != "classification":
-    raise ValueError(f"predict lists classes, so it needs a classification config; this one is {config.task!r}")
+    raise ValueError(f"top-k classes need a classification config; this one is {config.task!r}")
   task = tasks.get_task(config.task)(config)
   model = task.create_model()
   variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
@@ -84,17 +98,92 @@ def predict(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str]
   return results, errors
 
 
+def _image_id(path: str, position: int) -> int:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return int(stem) if stem.isdigit() else position
+
+
+def predict_pose(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
+                 boxes: dict[str, list[list[float]]] | None = None,
+                 output_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+  """COCO-format keypoint results for every box of every image (whole-image boxes where none is given), a drawn
+  PNG per image in ``output_dir``, and the paths that could not be read."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.data import preprocess  # pylint: disable=import-outside-toplevel
+  task = tasks.get_task(config.task)(config)
+  model = task.create_model()
+  variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
+  _, eval_fn = preprocess.get(config.data.preprocess, config.data)
+  boxes = boxes or {}
+  crops, owners, errors = [], [], {}
+  for position, path in enumerate(paths):
+    try:
+      with open(path, "rb") as f:
+        encoded = f.read()
+      height, width = tf.image.extract_jpeg_shape(encoded)[:2].numpy() if tf.io.is_jpeg(encoded) else (
+          tf.io.decode_image(encoded, channels=3, expand_animations=False).shape[:2])
+      image_boxes = boxes.get(path, boxes.get(os.path.basename(path), [[0, 0, width, height]]))
+      for box in image_boxes:
+        crops.append(eval_fn({"image": tf.constant(encoded), "bbox": tf.constant(box, tf.float32),
+                              "keypoints": tf.zeros([task.spec.count, 3]),
+                              "image_id": tf.constant(_image_id(path, position), tf.int64)}))
+        owners.append(path)
+    except (OSError, tf.errors.OpError) as error:
+      errors[path] = cli.one_line(error)[:200]
+  for path, message in errors.items():
+    logging.error("cannot read or decode %s: %s", path, message)
+  if not crops:
+    return [], errors
+  batch = {key: jnp.asarray(np.stack([crop[key].numpy() for crop in crops])) for key in crops[0]}
+  batch["index"] = jnp.arange(len(crops))
+
+  @jax.jit
+  def run(variables, batch):
+    outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    return task.eval_examples(outputs, batch)
+
+  examples = {key: np.asarray(value) for key, value in run(variables, batch).items()}
+  people = examples["keypoints"].astype(np.float64)
+  scores = coco_eval.rescore(people, examples["score"])
+  results = [{"image_id": int(examples["image_id"][i]), "category_id": 1, "file": owners[i],
+              "keypoints": people[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
+             for i in range(len(owners))]
+  if output_dir:
+    os.makedirs(output_dir, exist_ok=True)
+    for path in dict.fromkeys(owners):
+      mine = [i for i, owner in enumerate(owners) if owner == path]
+      with Image.open(path) as image:
+        drawn = draw.draw_keypoints(image, people[mine], task.spec, min_confidence=0.2,
+                                    boxes=[crops[i]["gt_bbox"].numpy() for i in mine])
+      drawn.save(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+  return results, errors
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
     raise ValueError("give one or more image paths after the flags")
-  results, errors = predict(_CONFIG.value, _CHECKPOINT.value, paths, _TOP.value)
-  for result in results:
-    print(result["image"])
-    for rank, entry in enumerate(result["top"], 1):
-      print(f"  {rank}. {entry['name']:<24} {100 * entry['probability']:6.2f}%")
+  config = _CONFIG.value
+  if config.task == "pose":
+    boxes = None
+    if _BOXES.value:
+      with open(_BOXES.value) as f:
+        boxes = json.load(f)
+    results, errors = predict_pose(config, _CHECKPOINT.value, paths, boxes, _OUTPUT_DIR.value)
+    for result in results:
+      print(f"{result['file']}: person score {result['score']:.3f}")
+    print(f"drew {len(set(r['file'] for r in results))} image(s) into {_OUTPUT_DIR.value}")
+    payload: Any = results
+  else:
+    results, errors = predict(config, _CHECKPOINT.value, paths, _TOP.value)
+    for result in results:
+      print(result["image"])
+      for rank, entry in enumerate(result["top"], 1):
+        print(f"  {rank}. {entry['name']:<24} {100 * entry['probability']:6.2f}%")
+    payload = {"checkpoint": _CHECKPOINT.value, "predictions": results, "errors": errors}
   with open(_OUTPUT.value, "w") as f:
-    json.dump({"checkpoint": _CHECKPOINT.value, "predictions": results, "errors": errors}, f, indent=2)
+    json.dump(payload, f, indent=2)
   print(f"wrote {_OUTPUT.value}")
   if errors:
     sys.exit(1)

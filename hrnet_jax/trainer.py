@@ -174,31 +174,41 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
 
 
 def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh):
+  """(variables, batch) -> (masked sums, per-example arrays of the task with the batch's ``mask``), replicated."""
   def eval_step(variables, batch):
-    outputs = model.apply(variables, batch["image"], train=False)
-    return {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
+    outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    examples = task.eval_examples(outputs, batch)
+    sums = {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
+    return sums, ({**examples, "mask": batch["mask"]} if examples else {})
 
   replicated = sharding.replicated(mesh)
   return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
 
 
 def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task) -> dict[str, float]:
-  """One exact pass over the eval set: masked sums accumulated on the host in 64 bits."""
+  """One exact pass over the eval set: masked sums accumulated on the host in 64 bits, and the task's
+  per-example arrays of the valid examples gathered in data order."""
   totals: dict[str, np.ndarray] = {}
+  gathered: dict[str, list[np.ndarray]] = {}
   iterator = make_eval()
   try:
     for local_batch in iterator:
-      sums = eval_step(variables, sharding.global_batch(local_batch, mesh))
+      sums, examples = eval_step(variables, sharding.global_batch(local_batch, mesh))
       for key, value in sums.items():
         value = np.asarray(value, np.float64 if np.asarray(value).dtype.kind == "f" else np.int64)
         totals[key] = totals[key] + value if key in totals else value
+      if examples:
+        valid = np.asarray(examples.pop("mask")) > 0
+        for key, value in examples.items():
+          gathered.setdefault(key, []).append(np.asarray(value)[valid])
   finally:
     iterator.close()
   undecodable = int(totals.pop("undecodable"))
   if undecodable:
     logging.warning("%d eval images could not be decoded (TensorFlow logged why): left out of the metrics",
                     undecodable)
-  return {**task.finalize(totals), "undecodable": undecodable}
+  examples = {key: np.concatenate(values) for key, values in gathered.items()}
+  return {**task.finalize(totals, examples), "undecodable": undecodable}
 
 
 def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer: checkpointing.Checkpointer) -> None:
@@ -284,7 +294,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   interval_metrics: list[dict[str, jax.Array]] = []
   eval_metrics: dict[str, float] = {}
   step = start_step
+
+  def run_eval(state):
+    params = state.ema_params if config.ema_decay else state.params
+    metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats}, inputs.eval.make_eval,
+                       mesh, task)
+    logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k))
+    writer.write(step, {f"eval/{k}": v for k, v in metrics.items()})
+    return metrics
+
   try:
+    if config.eval_at_start and start_step == 0:
+      run_eval(state)  # the baseline: the initial (or init_from) weights
     while step < steps:
       state, metrics = train_step(state, batch)
       step += 1
@@ -303,12 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.write(step, means)
         interval_metrics.clear()
       if (config.eval_every and step % config.eval_every == 0) or last_step:
-        params = state.ema_params if config.ema_decay else state.params
-        eval_metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats},
-                                inputs.eval.make_eval, mesh, task)
-        logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()
-                                                            if "/" not in k))
-        writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+        eval_metrics = run_eval(state)
         if config.best_metric:
           _check_finite(pending_checks, checkpointer)
           checkpointer.maybe_save_best(step, state, {f"eval/{k}": v for k, v in eval_metrics.items()})

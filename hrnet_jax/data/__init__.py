@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import ml_collections
 
-from hrnet_jax.data import pipeline, preprocess, sources
+from hrnet_jax.data import coco, pipeline, preprocess, sources
 
 
 @dataclasses.dataclass
@@ -30,7 +30,11 @@ class Input:
 def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, process_count: int) -> EvalInput:
   """Opens ``config.data``'s eval split for this process (the train split is not needed, nor opened)."""
   data = config.data
-  source, class_names = sources.open_source(data.name, data.eval_split, data.get("data_dir"), data.get("manual_dir"))
+  if data.get("detections"):  # top-down evaluation on detector boxes instead of the dataset's own boxes
+    source, class_names = coco.DetectionSource(data.detections, data.image_dir), None
+  else:
+    source, class_names = sources.open_source(data.name, data.eval_split, data.get("data_dir"),
+                                              data.get("manual_dir"), data.get("labelled_only", False))
   _, eval_fn = preprocess.get(data.preprocess, data)
 
   def make_eval():
@@ -45,7 +49,8 @@ def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_
   """Opens ``config.data`` and builds this process's pipelines, resuming the data stream at ``start_step``."""
   data = config.data
   evaluation = create_eval_input(config, process_index=process_index, process_count=process_count)
-  source, class_names = sources.open_source(data.name, data.train_split, data.get("data_dir"), data.get("manual_dir"))
+  source, class_names = sources.open_source(data.name, data.train_split, data.get("data_dir"), data.get("manual_dir"),
+                                            data.get("labelled_only", False))
   train_fn, _ = preprocess.get(data.preprocess, data)
   train = pipeline.train_iterator(
       source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,

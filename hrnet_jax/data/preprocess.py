@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+import math
+
 import ml_collections
 import tensorflow as tf
 
-from hrnet_jax.data import synthetic
+from hrnet_jax import keypoints
+from hrnet_jax.data import synthetic, topdown
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 
 # The official codes normalise with the ImageNet statistics, on RGB in [0, 1].
@@ -150,10 +153,41 @@ def imagenet(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPr
   return train, evaluate
 
 
+def slot_vertices_by_sector(example: dict) -> dict:
+  """Synthetic shapes: puts each polygon vertex in the slot of the 60-degree sector it points to from the
+  polygon's center (clockwise from "up"), so that slots are learnable keypoints that a flip maps to 5 - k. A
+  sector holds at most one vertex of a regular polygon of up to 6 vertices; a rare tie on a boundary is dropped."""
+  points = tf.cast(example["keypoints"], tf.float32)
+  labelled = points[:, 2] > 0
+  center = tf.reduce_sum(points[:, :2] * tf.cast(labelled, tf.float32)[:, None], 0) / tf.maximum(
+      tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
+  offset = points[:, :2] - center
+  angle = tf.math.floormod(tf.atan2(offset[:, 0], -offset[:, 1]), 2 * math.pi)  # image y points down
+  count = len(keypoints.SYNTHETIC_SHAPES.names)
+  slot = tf.where(labelled, tf.minimum(tf.cast(angle / (2 * math.pi / count), tf.int32), count - 1), count)
+  slotted = tf.scatter_nd(slot[:, None], points, [count + 1, 3])[:count]
+  occupancy = tf.scatter_nd(slot[:, None], tf.ones_like(slot), [count + 1])[:count]
+  slotted = tf.where((occupancy > 1)[:, None], 0.0, slotted)
+  return {**example, "keypoints": slotted}
+
+
+def topdown_pose(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
+  """Top-down keypoints (``data.keypoints`` names the set: 'coco' or 'synthetic_shapes'); see ``topdown``."""
+  prepare = slot_vertices_by_sector if config.keypoints == "synthetic_shapes" else None
+  pipeline = topdown.TopDown(config, keypoints.get_spec(config.keypoints), prepare)
+  return (lambda example, seed: _normalized(pipeline.train(example, seed)),
+          lambda example: _normalized(pipeline.evaluate(example)))
+
+
+def _normalized(example: dict) -> dict:
+  return {**example, "image": normalize(example["image"])}
+
+
 PREPROCESSORS: dict[str, Callable[[ml_collections.ConfigDict], tuple[TrainPreprocess, EvalPreprocess]]] = {
     "synthetic_classification": synthetic_classification,
     "synthetic_segmentation": synthetic_segmentation,
     "imagenet": imagenet,
+    "topdown_pose": topdown_pose,
 }
 
 

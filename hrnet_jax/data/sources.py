@@ -7,12 +7,14 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax.data import image_folder, synthetic
+from hrnet_jax.data import coco, image_folder, synthetic
 
 # A folder of class sub-directories, read directly (no build step).
 IMAGE_FOLDER = "image_folder"
 # Our own builders, built on first use when they need no manual download.
 LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
+# Our builders that need the official files (registered with tfds by importing them, above).
+MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -42,15 +44,16 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   if not dataset.is_prepared():
     hint = f" --manual_dir={manual_dir}" if manual_dir else " --manual_dir=<where the official files are>"
     raise DatasetNotFoundError(
-        f"dataset {name} is not prepared in {data_dir}; build it once with: tfds build {name} "
-        f"--data_dir={data_dir}{hint} --file_format=array_record")
+        f"dataset {name} is not prepared in {data_dir}; build it once with: python -m hrnet_jax.data.prepare "
+        f"{name} --data_dir={data_dir}{hint}")
   return dataset
 
 
-def open_source(name: str, split: str, data_dir: str | None = None,
-                manual_dir: str | None = None) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
+def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: str | None = None,
+                labelled_only: bool = False) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
   """A random-access source of raw examples (images left encoded, decoded later in tf.data) and the class names
-  (None when the dataset has no class label)."""
+  (None when the dataset has no class label). ``labelled_only``: only the examples with labelled keypoints (a
+  dataset that stores them first and counts them in its metadata, as ``coco_keypoints``)."""
   if name == IMAGE_FOLDER:
     return _open_image_folder(split, data_dir)
   dataset = builder(name, data_dir, manual_dir)
@@ -60,6 +63,11 @@ def open_source(name: str, split: str, data_dir: str | None = None,
                  if isinstance(feature, tfds.features.Image)}
   label = dataset.info.features["label"] if "label" in dataset.info.features else None
   names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
+  if labelled_only:
+    counts = dataset.info.metadata.get("labelled", {}) if dataset.info.metadata else {}
+    if split not in counts:
+      raise ValueError(f"dataset {name} does not record which {split} examples have labelled keypoints")
+    split = f"{split}[:{counts[split]}]"
   return dataset.as_data_source(split, decoders=skip_images), names
 
 

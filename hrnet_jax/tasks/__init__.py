@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from hrnet_jax.tasks.base import Task
 from hrnet_jax.tasks.classification import ClassificationTask
+from hrnet_jax.tasks.pose import PoseTask
 from hrnet_jax.tasks.segmentation import SegmentationTask
 
-TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "segmentation": SegmentationTask}
+TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "pose": PoseTask,
+                                 "segmentation": SegmentationTask}
 
 
 def get_task(name: str) -> type[Task]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -33,6 +33,10 @@ class Task(abc.ABC):
     """Raises ValueError when the dataset's labels cannot be this model's outputs (e.g. a class-count mismatch)."""
     del class_names
 
+  def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> Any:
+    """The outputs evaluated (``apply`` runs the model in inference mode); e.g. pose averages a flipped pass."""
+    return apply(batch["image"])
+
   @abc.abstractmethod
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch (float32) and extra training metrics."""
@@ -41,6 +45,12 @@ class Task(abc.ABC):
   def eval_sums(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     """Sums over the valid (``mask`` 1) examples of the batch."""
 
+  def eval_examples(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    """Per-example arrays [B, ...] that the metric needs whole (e.g. keypoints for COCOeval); the loop gathers
+    those of the valid examples over every batch, device and host. Most metrics need none."""
+    del outputs, batch
+    return {}
+
   @abc.abstractmethod
-  def finalize(self, sums: dict[str, Any]) -> dict[str, float]:
-    """Final metrics from the sums over the whole eval set."""
+  def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
+    """Final metrics from the sums over the whole eval set and the gathered ``eval_examples``."""

@@ -41,7 +41,8 @@ class ClassificationTask(Task):
             "top5": jnp.sum(mask * jnp.any(top5 == labels[:, None], axis=-1)),
             "loss": jnp.sum(mask * loss)}
 
-  def finalize(self, sums: dict[str, Any]) -> dict[str, float]:
+  def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
+    del examples
     count = float(sums["count"])
     return {"top1": 100 * float(sums["top1"]) / count, "top5": 100 * float(sums["top5"]) / count,
             "loss": float(sums["loss"]) / count, "count": count}

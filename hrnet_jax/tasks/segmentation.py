@@ -42,7 +42,8 @@ class SegmentationTask(Task):
     valid = (labels != self.ignore_label) & (batch["mask"][:, None, None] > 0)
     return {"confusion": confusion_matrix(labels, predictions, valid, num_classes)}
 
-  def finalize(self, sums: dict[str, Any]) -> dict[str, float]:
+  def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
+    del examples
     per_class = iou_per_class(np.asarray(sums["confusion"]))
     confusion = np.asarray(sums["confusion"], np.float64)
     metrics = {"miou": 100 * float(np.nanmean(per_class)),

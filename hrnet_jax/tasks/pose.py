@@ -1,0 +1,93 @@
+"""Top-down keypoint estimation (COCO pose): heatmap MSE with target weights, OKS AP through ``COCOeval``.
+
+Evaluation follows the official protocol: heatmaps (flip-test averaged when ``flip_test``) are decoded on the
+devices to image coordinates; the host gathers every box's keypoints, rescores, applies OKS-NMS per image and
+runs ``COCOeval``. Ground truth comes from ``data.annotation_file`` when set (COCO's
+``person_keypoints_val2017.json``), else from the eval examples themselves (datasets without one, e.g. synthetic).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from pycocotools.coco import COCO
+
+from hrnet_jax import coco_eval, keypoints
+from hrnet_jax.tasks.base import Batch, Task
+
+
+class PoseTask(Task):
+  name = "pose"
+
+  @property
+  def spec(self) -> keypoints.KeypointSpec:
+    return keypoints.get_spec(self.config.data.keypoints)
+
+  @property
+  def flip_test(self) -> bool:
+    return bool(self.config.get("flip_test", True))
+
+  @property
+  def uses_detector_boxes(self) -> bool:
+    return bool(self.config.data.get("detections"))
+
+  def check_dataset(self, class_names: list[str] | None) -> None:
+    del class_names
+    count = self.config.model.overrides.get("num_keypoints", 17)
+    if count != self.spec.count:
+      raise ValueError(f"the keypoint set {self.config.data.keypoints!r} has {self.spec.count} keypoints but the "
+                       f"model predicts {count}; set --config.model.overrides.num_keypoints={self.spec.count}")
+
+  def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    return heatmap_loss(outputs, batch), {}
+
+  def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
+    return keypoints.predict_keypoints(apply, batch["image"], self.spec, self.flip_test)
+
+  def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    mask = batch["mask"]
+    return {"count": jnp.sum(mask), "loss": heatmap_loss(outputs, batch) * jnp.sum(mask)}
+
+  def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    coords, maxvals = keypoints.heatmap_maxima(outputs)
+    points = keypoints.heatmap_to_image(coords, batch["center"], batch["scale"], outputs.shape[1:3])
+    return {"keypoints": jnp.concatenate([points, maxvals[..., None]], -1),
+            "score": batch["score"], "box_area": batch["box_area"],
+            # Datasets without image ids (synthetic: one instance per image) use the example's index.
+            "image_id": jnp.where(batch["image_id"] >= 0, batch["image_id"], batch["index"]),
+            "gt_keypoints": batch["gt_keypoints"], "gt_bbox": batch["gt_bbox"], "gt_area": batch["gt_area"]}
+
+  def ground_truth(self, examples: dict[str, np.ndarray]) -> COCO:
+    annotation_file = self.config.data.get("annotation_file")
+    if annotation_file:
+      with coco_eval.quiet():
+        return COCO(annotation_file)
+    if self.uses_detector_boxes:
+      raise ValueError("evaluating detector boxes needs the ground truth: set data.annotation_file")
+    return coco_eval.ground_truth(examples["image_id"], examples["gt_keypoints"], examples["gt_bbox"],
+                                  examples["gt_area"], self.spec.names)
+
+  def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
+    results = coco_eval.coco_results(examples["keypoints"].astype(np.float64), examples["score"],
+                                     examples["box_area"], examples["image_id"], self.spec.sigmas)
+    stats = coco_eval.evaluate(self.ground_truth(examples), results, self.spec.sigmas)
+    protocol = (f"{'detector' if self.uses_detector_boxes else 'ground-truth'} boxes, "
+                f"flip test {'on' if self.flip_test else 'off'}")
+    logging.info("keypoint AP %.4f (%s) over %d boxes", stats["AP"], protocol, int(sums["count"]))
+    count = float(sums["count"])
+    return {**stats, "loss": float(sums["loss"]) / max(count, 1.0), "count": count,
+            "detector_boxes": float(self.uses_detector_boxes), "flip_test": float(self.flip_test)}
+
+
+def heatmap_loss(outputs: jax.Array, batch: Batch) -> jax.Array:
+  """The official JointsMSELoss (use_target_weight): 0.5 x the mean over keypoints and pixels of
+  (weight x (prediction - target))^2, averaged here over the examples whose ``mask`` is 1."""
+  weight = batch["target_weight"][:, None, None, :]
+  squared = (weight * (outputs.astype(jnp.float32) - batch["target"])) ** 2
+  per_example = 0.5 * jnp.mean(squared, axis=(1, 2, 3))
+  mask = batch["mask"].astype(jnp.float32)
+  return jnp.sum(mask * per_example) / jnp.maximum(jnp.sum(mask), 1.0)
