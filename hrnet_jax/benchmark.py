@@ -86,11 +86,15 @@ def synthetic_batch(task: str, batch: int, size: tuple[int, int], num_outputs: i
   """Random normalised images and random labels in the layout the task's loss reads."""
   rng = np.random.default_rng(seed)
   images = rng.standard_normal((batch, *size, 3), dtype=np.float32)
-  label_shape = {"classification": (batch,), "segmentation": (batch, *size)}
-  if task not in label_shape:
-    raise ValueError(f"no synthetic labels for task {task!r}; known: {', '.join(label_shape)}")
-  labels = rng.integers(0, num_outputs, label_shape[task], dtype=np.int32)
-  return {"image": images, "label": labels, "mask": np.ones((batch,), np.int32)}
+  common = {"image": images, "mask": np.ones((batch,), np.int32)}
+  if task == "classification":
+    return {**common, "label": rng.integers(0, num_outputs, (batch,), dtype=np.int32)}
+  if task == "segmentation":
+    return {**common, "label": rng.integers(0, num_outputs, (batch, *size), dtype=np.int32)}
+  if task == "pose":  # heatmap targets at 1/4 resolution, every keypoint weighted
+    heatmaps = rng.uniform(0, 1, (batch, size[0] // 4, size[1] // 4, num_outputs)).astype(np.float32)
+    return {**common, "target": heatmaps, "target_weight": np.ones((batch, num_outputs), np.float32)}
+  raise ValueError(f"no synthetic labels for task {task!r}; known: classification, pose, segmentation")
 
 
 def _time_steps(run_step: Callable[[], Any], warmup: int, steps: int) -> list[float]:

@@ -291,3 +291,23 @@ def test_drawing_marks_each_labelled_keypoint_and_the_readme_picture_exists(fixt
     assert (v > 0) == bool(drawn[int(round(y)), int(round(x))].any())
   readme_picture = os.path.join(os.path.dirname(POSE), "..", "docs", "coco_fixture_ground_truth.png")
   assert Image.open(readme_picture).size[0] == 480
+
+
+def test_detector_boxes_are_evaluated_against_the_annotation_file_and_say_so(coco_data_dir):
+  fixture = shared_path("data", "coco")
+  config = config_lib.load(POSE + ":w32_256x192", {
+      "data.data_dir": coco_data_dir[0], "data.annotation_file": str(fixture / "test_coco.json"),
+      "data.detections": str(fixture / "test_coco_det_AP_H_56.json"), "data.image_dir": str(fixture),
+      "eval_batch_size": 128})
+  from hrnet_jax import data
+  task = tasks.get_task("pose")(config)
+  inputs = data.create_eval_input(config, process_index=0, process_count=1)
+  assert inputs.num_eval_examples == 118
+  batch = {key: jnp.asarray(value) for key, value in next(inputs.make_eval()).items()}
+  # A prediction that puts every keypoint at its box's center: scored by COCOeval, near zero.
+  heatmaps = jnp.zeros((128, 64, 48, 17)).at[:, 32, 24, :].set(1.0)
+  valid = np.asarray(batch["mask"]) > 0
+  examples = {k: np.asarray(v)[valid] for k, v in task.eval_examples(heatmaps, batch).items()}
+  assert sorted(set(examples["image_id"].tolist())) == [785, 40083, 196141, 197388]
+  metrics = task.finalize({"count": valid.sum(), "loss": 0.0}, examples)
+  assert metrics["detector_boxes"] == 1.0 and metrics["count"] == 118 and metrics["AP"] < 0.2
