@@ -22,10 +22,13 @@ PIXEL_STD = 200.0
 class KeypointSpec:
   names: tuple[str, ...]
   flip_pairs: tuple[tuple[int, int], ...]  # (left, right) indices swapped by a horizontal flip
-  sigmas: tuple[float, ...]  # per-keypoint OKS constants (COCO's kpt_oks_sigmas)
+  sigmas: tuple[float, ...] = ()  # per-keypoint OKS constants (COCO's kpt_oks_sigmas), for pose AP
   skeleton: tuple[tuple[int, int], ...] = ()  # 0-based limbs, for drawing
   upper_body: tuple[int, ...] = ()  # for the half-body augmentation
   half_body_min_joints: int = 8  # half-body only when more than this many keypoints are labelled
+  # Landmark NME normalisation: the distance between these two ground-truth landmarks (inter-ocular), or, when
+  # None, the face's box size (AFLW).
+  nme_pair: tuple[int, int] | None = None
 
   @property
   def count(self) -> int:
@@ -60,7 +63,31 @@ SYNTHETIC_SHAPES = KeypointSpec(
     skeleton=((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0)),
 )
 
-SPECS: dict[str, KeypointSpec] = {"coco": COCO, "synthetic_shapes": SYNTHETIC_SHAPES}
+
+
+def _landmarks(count: int, flip_pairs: tuple[tuple[int, int], ...], nme_pair: tuple[int, int] | None,
+               one_based: bool = False) -> KeypointSpec:
+  shift = 1 if one_based else 0
+  return KeypointSpec(names=tuple(f"landmark{i}" for i in range(count)),
+                      flip_pairs=tuple((a - shift, b - shift) for a, b in flip_pairs), nme_pair=nme_pair)
+
+
+# HRNet-Facial-Landmark-Detection's MATCHED_PARTS (WFLW's 0-based there, the others 1-based) and its NME rules
+# (compute_nme): outer eye corners for WFLW (60, 72), 300W (36, 45) and COFW's (8, 9); AFLW uses the box size.
+WFLW = _landmarks(98, tuple((i, 32 - i) for i in range(16)) + (
+    (33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47),
+    (60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73), (55, 59), (56, 58),
+    (76, 82), (77, 81), (78, 80), (87, 83), (86, 84), (88, 92), (89, 91), (95, 93), (96, 97)), (60, 72))
+FACE_300W = _landmarks(68, (
+    (1, 17), (2, 16), (3, 15), (4, 14), (5, 13), (6, 12), (7, 11), (8, 10), (18, 27), (19, 26), (20, 25), (21, 24),
+    (22, 23), (32, 36), (33, 35), (37, 46), (38, 45), (39, 44), (40, 43), (41, 48), (42, 47), (49, 55), (50, 54),
+    (51, 53), (62, 64), (61, 65), (68, 66), (59, 57), (60, 56)), (36, 45), one_based=True)
+COFW = _landmarks(29, ((1, 2), (5, 7), (3, 4), (6, 8), (9, 10), (11, 12), (13, 15), (17, 18), (14, 16), (19, 20),
+                       (23, 24)), (8, 9), one_based=True)
+AFLW = _landmarks(19, ((1, 6), (2, 5), (3, 4), (7, 12), (8, 11), (9, 10), (13, 15), (16, 18)), None, one_based=True)
+
+SPECS: dict[str, KeypointSpec] = {"coco": COCO, "synthetic_shapes": SYNTHETIC_SHAPES, "wflw": WFLW,
+                                  "300w": FACE_300W, "cofw": COFW, "aflw": AFLW}
 
 
 def get_spec(name: str) -> KeypointSpec:
@@ -79,11 +106,12 @@ def flip_heatmaps(heatmaps: jax.Array, spec: KeypointSpec, shift: bool = True) -
   return heatmaps
 
 
-def heatmap_maxima(heatmaps: jax.Array, refine: bool = True) -> tuple[jax.Array, jax.Array]:
+def heatmap_maxima(heatmaps: jax.Array, refine: bool = True, margin: int = 2) -> tuple[jax.Array, jax.Array]:
   """Per keypoint: (x, y) in heatmap pixels [B, K, 2] and the peak value [B, K].
 
   As the official ``get_final_preds``: the argmax (0 where the peak is not positive), then a quarter pixel
-  toward the higher neighbour in x and y when the peak is at least 2 pixels inside the map."""
+  toward the higher neighbour in x and y when the peak is at least ``margin`` pixels from the left/top edge and
+  2 from the right/bottom (the pose code; the facial-landmark code's ``decode_preds`` uses margin 1)."""
   batch, height, width, count = heatmaps.shape
   flat = heatmaps.transpose(0, 3, 1, 2).reshape(batch, count, height * width)
   index = jnp.argmax(flat, axis=-1)
@@ -93,7 +121,7 @@ def heatmap_maxima(heatmaps: jax.Array, refine: bool = True) -> tuple[jax.Array,
   if not refine:
     return coords, maxvals
   px, py = (jnp.floor(coords[..., 0] + 0.5).astype(jnp.int32), jnp.floor(coords[..., 1] + 0.5).astype(jnp.int32))
-  inside = (px > 1) & (px < width - 1) & (py > 1) & (py < height - 1)
+  inside = (px >= margin) & (px < width - 1) & (py >= margin) & (py < height - 1)
 
   def at(dx, dy):
     xs, ys = jnp.clip(px + dx, 0, width - 1), jnp.clip(py + dy, 0, height - 1)
@@ -110,6 +138,39 @@ def heatmap_to_image(coords: jax.Array, center: jax.Array, scale: jax.Array,
   height, width = heatmap_size
   pixels_per_cell = scale[:, None, 0:1] * PIXEL_STD / width
   return (coords - jnp.asarray([width / 2, height / 2])) * pixels_per_cell + center[:, None, :]
+
+
+def landmarks_to_image(heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
+  """Landmarks [B, K, 2] in image pixels, as HRNet-Facial-Landmark-Detection's ``decode_preds``: argmax and
+  quarter step (margin 1), +0.5, mapped back through the box, truncated to an integer and +1 (its 1-based
+  ``transform_pixel``); a landmark whose peak is not positive decodes from heatmap position -1."""
+  coords, maxvals = heatmap_maxima(heatmaps, margin=1)
+  coords = jnp.where((maxvals > 0)[..., None], coords, -1.0)
+  return jnp.trunc(heatmap_to_image(coords + 0.5, center, scale, heatmaps.shape[1:3])) + 1
+
+
+def normalised_error(predicted: jax.Array, truth: jax.Array, labelled: jax.Array, box_size: jax.Array,
+                     spec: KeypointSpec) -> jax.Array:
+  """Per face: the mean distance over labelled landmarks divided by the spec's normaliser (the official
+  ``compute_nme``: inter-ocular distance of two ground-truth landmarks, or the box size)."""
+  if spec.nme_pair is not None:
+    first, second = spec.nme_pair
+    norm = jnp.linalg.norm(truth[:, first] - truth[:, second], axis=-1)
+  else:
+    norm = box_size
+  distance = jnp.sum(jnp.linalg.norm(predicted - truth, axis=-1) * labelled, -1)
+  return distance / (norm * jnp.maximum(jnp.sum(labelled, -1), 1.0))
+
+
+def heatmap_mse(outputs: jax.Array, batch: dict[str, jax.Array], factor: float) -> jax.Array:
+  """``factor`` x the mean over keypoints and pixels of (weight x (prediction - target))^2 per example, averaged
+  over the examples whose ``mask`` is 1. Pose (JointsMSELoss with target weights): factor 0.5; facial landmarks
+  (MSELoss): factor 1, weights 1 for every labelled landmark."""
+  weight = batch["target_weight"][:, None, None, :]
+  squared = (weight * (outputs.astype(jnp.float32) - batch["target"])) ** 2
+  per_example = factor * jnp.mean(squared, axis=(1, 2, 3))
+  mask = batch["mask"].astype(jnp.float32)
+  return jnp.sum(mask * per_example) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def predict_keypoints(apply: Callable[[jax.Array], jax.Array], images: jax.Array, spec: KeypointSpec,

@@ -5,14 +5,16 @@ Classification, the top-k classes:
     python -m hrnet_jax.predict --config configs/imagenet.py:variant=w18 --checkpoint PATH IMAGE... \\
         [--top 5] [--output predictions.json]
 
-Pose, keypoints of the people in given boxes (or of the whole image when no box is given), drawn on the image:
+Pose (people) and facial landmarks (faces) in given boxes, or in the whole image when no box is given, drawn on
+the image:
 
     python -m hrnet_jax.predict --config configs/coco_pose.py:w32_256x192 --checkpoint PATH IMAGE... \\
         [--boxes boxes.json] [--output predictions.json] [--output_dir overlays/]
+    python -m hrnet_jax.predict --config configs/face_landmarks.py:wflw --checkpoint PATH IMAGE... --boxes faces.json
 
-``--boxes`` maps an image path (or its file name) to a list of [x, y, w, h] person boxes. Pose writes a COCO
-results list (``image_id`` from a numeric file name, else the image's position; plus ``file``) and one PNG per
-image with the keypoints and skeleton.
+``--boxes`` maps an image path (or its file name) to a list of [x, y, w, h] boxes. Both write a COCO results list
+(``image_id`` from a numeric file name, else the image's position; plus ``file``) and one PNG per image with the
+keypoints (and the skeleton, for people).
 
 Images get the config's eval preprocessing (ImageNet: shorter side 256, center 224; pose: the box's crop). Class
 names come from the config's dataset when it is available (folder names for ``image_folder``, synset ids for
@@ -34,7 +36,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from hrnet_jax import checkpointing, cli, coco_eval, draw, tasks
+from hrnet_jax import checkpointing, cli, draw, tasks
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
                                           lock_config=True)
@@ -103,11 +105,11 @@ def _image_id(path: str, position: int) -> int:
   return int(stem) if stem.isdigit() else position
 
 
-def predict_pose(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
-                 boxes: dict[str, list[list[float]]] | None = None,
-                 output_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
-  """COCO-format keypoint results for every box of every image (whole-image boxes where none is given), a drawn
-  PNG per image in ``output_dir``, and the paths that could not be read."""
+def predict_keypoints(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
+                      boxes: dict[str, list[list[float]]] | None = None,
+                      output_dir: str | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+  """Pose or landmarks: COCO-format keypoint results for every box of every image (the whole image where no box
+  is given), a drawn PNG per image in ``output_dir``, and the paths that could not be read."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
   from hrnet_jax.data import preprocess  # pylint: disable=import-outside-toplevel
@@ -116,19 +118,16 @@ def predict_pose(config: ml_collections.ConfigDict, checkpoint: str, paths: list
   variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
   _, eval_fn = preprocess.get(config.data.preprocess, config.data)
   boxes = boxes or {}
-  crops, owners, errors = [], [], {}
+  crops, owners, image_boxes, errors = [], [], [], {}
   for position, path in enumerate(paths):
     try:
       with open(path, "rb") as f:
         encoded = f.read()
-      height, width = tf.image.extract_jpeg_shape(encoded)[:2].numpy() if tf.io.is_jpeg(encoded) else (
-          tf.io.decode_image(encoded, channels=3, expand_animations=False).shape[:2])
-      image_boxes = boxes.get(path, boxes.get(os.path.basename(path), [[0, 0, width, height]]))
-      for box in image_boxes:
-        crops.append(eval_fn({"image": tf.constant(encoded), "bbox": tf.constant(box, tf.float32),
-                              "keypoints": tf.zeros([task.spec.count, 3]),
-                              "image_id": tf.constant(_image_id(path, position), tf.int64)}))
+      height, width = tf.io.decode_image(encoded, channels=3, expand_animations=False).shape[:2]
+      for box in boxes.get(path, boxes.get(os.path.basename(path), [[0, 0, width, height]])):
+        crops.append(eval_fn(task.box_example(encoded, box, _image_id(path, position))))
         owners.append(path)
+        image_boxes.append(box)
     except (OSError, tf.errors.OpError) as error:
       errors[path] = cli.one_line(error)[:200]
   for path, message in errors.items():
@@ -143,19 +142,17 @@ def predict_pose(config: ml_collections.ConfigDict, checkpoint: str, paths: list
     outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
     return task.eval_examples(outputs, batch)
 
-  examples = {key: np.asarray(value) for key, value in run(variables, batch).items()}
-  people = examples["keypoints"].astype(np.float64)
-  scores = coco_eval.rescore(people, examples["score"])
-  results = [{"image_id": int(examples["image_id"][i]), "category_id": 1, "file": owners[i],
-              "keypoints": people[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
+  points, scores = task.instances({key: np.asarray(value) for key, value in run(variables, batch).items()})
+  results = [{"image_id": _image_id(owners[i], paths.index(owners[i])), "category_id": 1, "file": owners[i],
+              "keypoints": points[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
              for i in range(len(owners))]
   if output_dir:
     os.makedirs(output_dir, exist_ok=True)
     for path in dict.fromkeys(owners):
       mine = [i for i, owner in enumerate(owners) if owner == path]
       with Image.open(path) as image:
-        drawn = draw.draw_keypoints(image, people[mine], task.spec, min_confidence=0.2,
-                                    boxes=[crops[i]["gt_bbox"].numpy() for i in mine])
+        drawn = draw.draw_keypoints(image, points[mine], task.spec, min_confidence=0.2,
+                                    boxes=[image_boxes[i] for i in mine])
       drawn.save(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
   return results, errors
 
@@ -165,14 +162,14 @@ def main(argv):
   if not paths:
     raise ValueError("give one or more image paths after the flags")
   config = _CONFIG.value
-  if config.task == "pose":
+  if config.task in ("pose", "landmarks"):
     boxes = None
     if _BOXES.value:
       with open(_BOXES.value) as f:
         boxes = json.load(f)
-    results, errors = predict_pose(config, _CHECKPOINT.value, paths, boxes, _OUTPUT_DIR.value)
+    results, errors = predict_keypoints(config, _CHECKPOINT.value, paths, boxes, _OUTPUT_DIR.value)
     for result in results:
-      print(f"{result['file']}: person score {result['score']:.3f}")
+      print(f"{result['file']}: score {result['score']:.3f}")
     print(f"drew {len(set(r['file'] for r in results))} image(s) into {_OUTPUT_DIR.value}")
     payload: Any = results
   else:

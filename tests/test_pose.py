@@ -252,7 +252,8 @@ def test_the_pose_task_evaluates_the_fixture_through_the_pipeline(coco_data_dir)
 @pytest.fixture(scope="module")
 def trained_pose_run(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("pose_tiny"))
-  config = config_lib.load(POSE + ":tiny", {"data.data_dir": data_dir, "total_steps": 150, "eval_at_start": True,
+  config = config_lib.load(POSE + ":tiny", {"data.data_dir": data_dir, "data.eval_split": "validation[:256]",
+                                            "total_steps": 150, "eval_at_start": True,
                                             "eval_batch_size": 256, "log_every": 50, "checkpoint_every": 200,
                                             "num_devices": 1})
   final = trainer.train_and_evaluate(config, workdir)
@@ -272,9 +273,9 @@ def test_tiny_pose_ap_rises_far_above_its_initial_value(trained_pose_run):
 def test_predict_writes_coco_results_and_drawn_images(trained_pose_run, tmp_path):
   config, workdir, _ = trained_pose_run
   image = str(shared_path("data", "coco", "000000000785.jpg"))
-  results, errors = predict.predict_pose(config, workdir, [image, str(tmp_path / "missing.jpg")],
-                                         boxes={"000000000785.jpg": [[280.79, 44.73, 218.7, 346.68], [0, 0, 50, 50]]},
-                                         output_dir=str(tmp_path / "drawn"))
+  boxes = {"000000000785.jpg": [[280.79, 44.73, 218.7, 346.68], [0, 0, 50, 50]]}
+  results, errors = predict.predict_keypoints(config, workdir, [image, str(tmp_path / "missing.jpg")], boxes=boxes,
+                                              output_dir=str(tmp_path / "drawn"))
   assert list(errors) == [str(tmp_path / "missing.jpg")]
   assert [r["image_id"] for r in results] == [785, 785] and len(results[0]["keypoints"]) == 6 * 3
   assert Image.open(tmp_path / "drawn" / "000000000785.png").size == (640, 425)

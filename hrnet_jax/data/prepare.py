@@ -29,7 +29,8 @@ def prepare(name: str, data_dir: str, manual_dir: str | None) -> tfds.core.Datas
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"unknown dataset {name!r}: {cli.one_line(e)}") from None
+    raise ValueError(f"unknown dataset {name!r} (this package's builders: {', '.join(sources.MANUAL_BUILDERS)}, "
+                     f"any tfds dataset): {cli.one_line(e)}") from None
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   builder.download_and_prepare(download_config=download_config)
   for split, info in builder.info.splits.items():

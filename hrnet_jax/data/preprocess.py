@@ -14,7 +14,7 @@ import ml_collections
 import tensorflow as tf
 
 from hrnet_jax import keypoints
-from hrnet_jax.data import synthetic, topdown
+from hrnet_jax.data import landmarks, synthetic, topdown
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 
 # The official codes normalise with the ImageNet statistics, on RGB in [0, 1].
@@ -41,10 +41,6 @@ def resize_to(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tenso
   return tf.cast(tf.round(resized) if method != "nearest" else resized, image.dtype)
 
 
-def _flip_seed(seed: tf.Tensor, salt: int) -> tf.Tensor:
-  return tf.random.experimental.stateless_fold_in(seed, salt)
-
-
 NATIVE = (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE)  # every synthetic image
 
 
@@ -53,7 +49,7 @@ def synthetic_classification(config: ml_collections.ConfigDict) -> tuple[TrainPr
 
   def train(example, seed):
     image = resize_to(decode(example["image"], 3, NATIVE), size)
-    image = tf.image.stateless_random_flip_left_right(image, _flip_seed(seed, 0))
+    image = tf.image.stateless_random_flip_left_right(image, topdown.fold_seed(seed, 0))
     return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
 
   def evaluate(example):
@@ -72,7 +68,7 @@ def synthetic_segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPrep
 
   def train(example, seed):
     image, mask = pair(example)
-    flip = tf.random.stateless_uniform([], _flip_seed(seed, 0)) < 0.5
+    flip = tf.random.stateless_uniform([], topdown.fold_seed(seed, 0)) < 0.5
     image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
     mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
     return {"image": normalize(image), "label": tf.cast(mask[..., 0], tf.int32)}
@@ -140,9 +136,9 @@ def imagenet(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPr
   ratio_range = tuple(config.get("crop_ratio", (3 / 4, 4 / 3)))
 
   def train(example, seed):
-    image = decode_random_crop(example["image"], _flip_seed(seed, 0), area_range, ratio_range)
+    image = decode_random_crop(example["image"], topdown.fold_seed(seed, 0), area_range, ratio_range)
     image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-    image = tf.image.stateless_random_flip_left_right(image, _flip_seed(seed, 1))
+    image = tf.image.stateless_random_flip_left_right(image, topdown.fold_seed(seed, 1))
     return {"image": normalize(tf.clip_by_value(image, 0, 255)), "label": tf.cast(example["label"], tf.int32)}
 
   def evaluate(example):
@@ -179,6 +175,28 @@ def topdown_pose(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, Ev
           lambda example: _normalized(pipeline.evaluate(example)))
 
 
+def synthetic_faces(example: dict) -> dict:
+  """Synthetic shapes as landmark examples: the slotted vertices, and the official COFW box rule (the
+  landmarks' floor/ceil box: its center, its longer side / 200) for center and scale. An example already in
+  landmark form (e.g. a box given to ``predict``) passes through."""
+  if "landmarks" in example:
+    return example
+  slotted = slot_vertices_by_sector(example)["keypoints"]
+  box = tf.cast(example["bbox"], tf.float32)
+  low, high = tf.floor(box[:2]), tf.math.ceil(box[:2] + box[2:])
+  scale = tf.reduce_max(high - low) / keypoints.PIXEL_STD
+  return {"image": example["image"], "landmarks": slotted[:, :2], "labelled": tf.cast(slotted[:, 2] > 0, tf.float32),
+          "center": (low + high) / 2, "scale": scale, "box_size": scale * keypoints.PIXEL_STD}
+
+
+def face_landmarks(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
+  """Facial-landmark crops (``data.keypoints``: 'wflw', '300w', 'cofw', 'aflw' or 'synthetic_shapes')."""
+  prepare = synthetic_faces if config.keypoints == "synthetic_shapes" else None
+  pipeline = landmarks.FaceCrop(config, keypoints.get_spec(config.keypoints), prepare)
+  return (lambda example, seed: _normalized(pipeline.train(example, seed)),
+          lambda example: _normalized(pipeline.evaluate(example)))
+
+
 def _normalized(example: dict) -> dict:
   return {**example, "image": normalize(example["image"])}
 
@@ -188,6 +206,7 @@ PREPROCESSORS: dict[str, Callable[[ml_collections.ConfigDict], tuple[TrainPrepro
     "synthetic_segmentation": synthetic_segmentation,
     "imagenet": imagenet,
     "topdown_pose": topdown_pose,
+    "face_landmarks": face_landmarks,
 }
 
 

@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax.data import coco, image_folder, synthetic
+from hrnet_jax.data import coco, face_landmarks, image_folder, synthetic
 
 # A folder of class sub-directories, read directly (no build step).
 IMAGE_FOLDER = "image_folder"
 # Our own builders, built on first use when they need no manual download.
 LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
 # Our builders that need the official files (registered with tfds by importing them, above).
-MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints}
+MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints, "face_landmarks": face_landmarks.FaceLandmarks}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -57,8 +57,9 @@ def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: 
   if name == IMAGE_FOLDER:
     return _open_image_folder(split, data_dir)
   dataset = builder(name, data_dir, manual_dir)
-  if split not in dataset.info.splits:
-    raise ValueError(f"dataset {name} has no split {split!r}; it has {sorted(dataset.info.splits)}")
+  base_split = split.split("[")[0]  # tfds slicing, e.g. "validation[:256]", is allowed
+  if base_split not in dataset.info.splits:
+    raise ValueError(f"dataset {name} has no split {base_split!r}; it has {sorted(dataset.info.splits)}")
   skip_images = {key: tfds.decode.SkipDecoding() for key, feature in dataset.info.features.items()
                  if isinstance(feature, tfds.features.Image)}
   label = dataset.info.features["label"] if "label" in dataset.info.features else None
@@ -66,7 +67,8 @@ def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: 
   if labelled_only:
     counts = dataset.info.metadata.get("labelled", {}) if dataset.info.metadata else {}
     if split not in counts:
-      raise ValueError(f"dataset {name} does not record which {split} examples have labelled keypoints")
+      raise ValueError(f"dataset {name} does not record which {split} examples have labelled keypoints (a "
+                       f"sliced split cannot be combined with labelled_only)")
     split = f"{split}[:{counts[split]}]"
   return dataset.as_data_source(split, decoders=skip_images), names
 

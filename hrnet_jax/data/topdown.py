@@ -45,12 +45,12 @@ def affine_matrix(center: tf.Tensor, scale: tf.Tensor, rotation: tf.Tensor | flo
   return tf.concat([linear, offset[:, None]], axis=1)
 
 
-def _horizontal_flip_matrix(width: tf.Tensor) -> tf.Tensor:
-  """x -> width - 1 - x, the official ``fliplr_joints`` and ``c[0] = width - c[0] - 1``."""
-  return tf.stack([tf.stack([-1.0, 0.0, width - 1.0]), tf.constant([0.0, 1.0, 0.0])])
+def horizontal_flip_matrix(width: tf.Tensor) -> tf.Tensor:
+  """x -> width - x (pose code: ``width`` is the image width - 1; facial-landmark code: the image width)."""
+  return tf.stack([tf.stack([-1.0, 0.0, width]), tf.constant([0.0, 1.0, 0.0])])
 
 
-def _compose(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
+def compose(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
   """2x3 affine ``outer`` after ``inner``."""
   return tf.concat([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2:]) + outer[:, 2:]], axis=1)
 
@@ -71,14 +71,17 @@ def warp(image: tf.Tensor, matrix: tf.Tensor, output_size: tuple[int, int]) -> t
 
 
 def gaussian_targets(joints: tf.Tensor, visible: tf.Tensor, image_size: tuple[int, int],
-                     heatmap_size: tuple[int, int], sigma: float) -> tuple[tf.Tensor, tf.Tensor]:
+                     heatmap_size: tuple[int, int], sigma: float,
+                     round_to_nearest: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
   """The official ``generate_target`` ('gaussian'): per joint a Gaussian of ``sigma`` heatmap pixels centred on
   the rounded heatmap position, cut to a (6 sigma + 1)-pixel window; the weight is 0 for unlabelled joints and
-  for joints whose window lies wholly outside the map. Sizes are (w, h). Returns ([h, w, K] heatmaps, [K])."""
+  for joints whose window lies wholly outside the map. Sizes are (w, h). Returns ([h, w, K] heatmaps, [K]).
+  ``round_to_nearest`` False truncates the position instead (the facial-landmark code's ``astype(int)``)."""
   (image_w, image_h), (map_w, map_h) = image_size, heatmap_size
   stride = tf.constant([image_w / map_w, image_h / map_h])
   radius = sigma * 3
-  mu = tf.cast(tf.cast(joints / stride + 0.5, tf.int32), tf.float32)  # int() truncates, as the official code
+  offset = 0.5 if round_to_nearest else 0.0
+  mu = tf.cast(tf.cast(joints / stride + offset, tf.int32), tf.float32)  # int() truncates, as the official code
   upper_left = tf.cast(tf.cast(mu - radius, tf.int32), tf.float32)
   lower_right = tf.cast(tf.cast(mu + radius + 1, tf.int32), tf.float32)
   peak = upper_left + float((2 * radius + 1) // 2)
@@ -113,7 +116,8 @@ def half_body(joints: tf.Tensor, visible: tf.Tensor, spec: keypoints_lib.Keypoin
   return ok, tf.reduce_mean(points, 0), tf.stack([w, h]) / PIXEL_STD * 1.5
 
 
-def _seed(seed: tf.Tensor, salt: int) -> tf.Tensor:
+def fold_seed(seed: tf.Tensor, salt: int) -> tf.Tensor:
+  """An independent stateless seed for the ``salt``-th random draw of an example."""
   return tf.random.experimental.stateless_fold_in(seed, salt)
 
 
@@ -151,24 +155,25 @@ class TopDown:
     """The random augmentation of one example: (matrix from the original image to the input, joints and
     labels in the input's keypoint order, whether it was flipped)."""
     center, scale = box_to_center_scale(bbox, self.aspect_ratio, self.padding)
-    ok, half_center, half_scale = half_body(joints, visible, self.spec, self.aspect_ratio, _seed(seed, 0))
+    ok, half_center, half_scale = half_body(joints, visible, self.spec, self.aspect_ratio, fold_seed(seed, 0))
     use_half = (ok & (tf.reduce_sum(visible) > self.spec.half_body_min_joints)
-                & (tf.random.stateless_uniform([], _seed(seed, 1)) < self.half_body_prob))
+                & (tf.random.stateless_uniform([], fold_seed(seed, 1)) < self.half_body_prob))
     center, scale = tf.where(use_half, half_center, center), tf.where(use_half, half_scale, scale)
     factor = self.scale_factor
-    scale *= tf.clip_by_value(tf.random.stateless_normal([], _seed(seed, 2)) * factor + 1, 1 - factor, 1 + factor)
-    rotation = tf.clip_by_value(tf.random.stateless_normal([], _seed(seed, 3)) * self.rotation_factor,
+    scale *= tf.clip_by_value(tf.random.stateless_normal([], fold_seed(seed, 2)) * factor + 1, 1 - factor, 1 + factor)
+    rotation = tf.clip_by_value(tf.random.stateless_normal([], fold_seed(seed, 3)) * self.rotation_factor,
                                 -2 * self.rotation_factor, 2 * self.rotation_factor)
-    rotation = tf.where(tf.random.stateless_uniform([], _seed(seed, 4)) <= self.rotation_prob, rotation, 0.0)
+    rotation = tf.where(tf.random.stateless_uniform([], fold_seed(seed, 4)) <= self.rotation_prob, rotation, 0.0)
     matrix = affine_matrix(center, scale, rotation, self.output_size)
     flipped = tf.constant(False)
     if self.flip:
-      flipped = tf.random.stateless_uniform([], _seed(seed, 5)) <= 0.5
+      flipped = tf.random.stateless_uniform([], fold_seed(seed, 5)) <= 0.5
       # The official code flips the image and the center, then warps; the same map is (warp after flip).
-      width = tf.cast(image_width, tf.float32)
-      flipped_center = tf.stack([width - center[0] - 1, center[1]])
-      flipped_matrix = _compose(affine_matrix(flipped_center, scale, rotation, self.output_size),
-                                _horizontal_flip_matrix(width))
+      # x -> width - 1 - x: the pose code's ``fliplr_joints`` and ``c[0] = width - c[0] - 1``.
+      width = tf.cast(image_width, tf.float32) - 1
+      flipped_center = tf.stack([width - center[0], center[1]])
+      flipped_matrix = compose(affine_matrix(flipped_center, scale, rotation, self.output_size),
+                               horizontal_flip_matrix(width))
       matrix = tf.where(flipped, flipped_matrix, matrix)
       permutation = tf.constant(self.spec.flip_permutation())
       joints = tf.where(flipped, tf.gather(joints, permutation), joints)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from hrnet_jax.tasks.base import Task
 from hrnet_jax.tasks.classification import ClassificationTask
+from hrnet_jax.tasks.landmarks import LandmarkTask
 from hrnet_jax.tasks.pose import PoseTask
 from hrnet_jax.tasks.segmentation import SegmentationTask
 
-TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "pose": PoseTask,
+TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "landmarks": LandmarkTask, "pose": PoseTask,
                                  "segmentation": SegmentationTask}
 
 

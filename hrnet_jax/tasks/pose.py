@@ -43,14 +43,14 @@ class PoseTask(Task):
                        f"model predicts {count}; set --config.model.overrides.num_keypoints={self.spec.count}")
 
   def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-    return heatmap_loss(outputs, batch), {}
+    return keypoints.heatmap_mse(outputs, batch, 0.5), {}
 
   def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
     return keypoints.predict_keypoints(apply, batch["image"], self.spec, self.flip_test)
 
   def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     mask = batch["mask"]
-    return {"count": jnp.sum(mask), "loss": heatmap_loss(outputs, batch) * jnp.sum(mask)}
+    return {"count": jnp.sum(mask), "loss": keypoints.heatmap_mse(outputs, batch, 0.5) * jnp.sum(mask)}
 
   def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     coords, maxvals = keypoints.heatmap_maxima(outputs)
@@ -60,6 +60,16 @@ class PoseTask(Task):
             # Datasets without image ids (synthetic: one instance per image) use the example's index.
             "image_id": jnp.where(batch["image_id"] >= 0, batch["image_id"], batch["index"]),
             "gt_keypoints": batch["gt_keypoints"], "gt_bbox": batch["gt_bbox"], "gt_area": batch["gt_area"]}
+
+  def box_example(self, encoded: bytes, box: list[float], image_id: int) -> dict[str, Any]:
+    """A raw example for a person box of an image (what ``predict`` runs the eval preprocessing on)."""
+    return {"image": encoded, "bbox": np.asarray(box, np.float32), "image_id": np.int64(image_id),
+            "keypoints": np.zeros((self.spec.count, 3), np.float32)}
+
+  def instances(self, examples: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints [N, K, 3] (x, y, confidence) and each person's score (rescored as in evaluation)."""
+    points = examples["keypoints"].astype(np.float64)
+    return points, coco_eval.rescore(points, examples["score"])
 
   def ground_truth(self, examples: dict[str, np.ndarray]) -> COCO:
     annotation_file = self.config.data.get("annotation_file")
@@ -82,12 +92,3 @@ class PoseTask(Task):
     return {**stats, "loss": float(sums["loss"]) / max(count, 1.0), "count": count,
             "detector_boxes": float(self.uses_detector_boxes), "flip_test": float(self.flip_test)}
 
-
-def heatmap_loss(outputs: jax.Array, batch: Batch) -> jax.Array:
-  """The official JointsMSELoss (use_target_weight): 0.5 x the mean over keypoints and pixels of
-  (weight x (prediction - target))^2, averaged here over the examples whose ``mask`` is 1."""
-  weight = batch["target_weight"][:, None, None, :]
-  squared = (weight * (outputs.astype(jnp.float32) - batch["target"])) ** 2
-  per_example = 0.5 * jnp.mean(squared, axis=(1, 2, 3))
-  mask = batch["mask"].astype(jnp.float32)
-  return jnp.sum(mask * per_example) / jnp.maximum(jnp.sum(mask), 1.0)

@@ -1,0 +1,89 @@
+"""Facial-landmark preprocessing in tf.data, as HRNet-Facial-Landmark-Detection: the official center/scale box
+(x1.25) cropped to 256x256, random scale (uniform +-25%), rotation (uniform +-30 degrees, probability 0.6), flip
+(x -> width - x, the dataset's pairs swapped), Gaussian targets at 64x64 centred on the truncated heatmap position.
+
+It shares the geometry (affine matrix, warp, targets) with the pose pipeline (``topdown``). One difference from the
+official code, on purpose: the official crop resizes twice through ``scipy.misc.imresize``, which also stretches
+every image's contrast to its own min/max (a side effect of imresize on float input); here one bilinear warp maps
+the box to the input, so intensities are the image's own.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+import tensorflow as tf
+
+from hrnet_jax import keypoints as keypoints_lib
+from hrnet_jax.data import topdown
+
+
+class FaceCrop:
+  """Train and eval preprocessing over examples with ``image`` (encoded), ``landmarks`` [K, 2], ``center`` [2],
+  ``scale`` (units of 200 px, before x1.25), ``box_size`` and optionally ``labelled`` [K] (default all 1).
+
+  Config (``config.data``): ``input_size`` (square side, 256), ``sigma``, ``scale_factor`` (0.25),
+  ``rotation_factor`` (30), ``rotation_prob`` (0.6), ``flip``, ``box_padding`` (1.25)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, spec: keypoints_lib.KeypointSpec,
+               prepare: Callable[[dict], dict] | None = None):
+    self.spec = spec
+    self.size = config.get("input_size", 256)
+    self.sigma = config.get("sigma", 1.5)
+    self.scale_factor, self.rotation_factor = config.get("scale_factor", 0.25), config.get("rotation_factor", 30.0)
+    self.rotation_prob, self.flip = config.get("rotation_prob", 0.6), config.get("flip", True)
+    self.padding = config.get("box_padding", 1.25)
+    self.prepare = prepare or (lambda example: example)
+
+  def read(self, example: dict) -> tuple[dict, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(prepared example, image, landmarks [K, 2], labelled [K], center [2], scale [2] with the padding)."""
+    example = self.prepare(example)
+    image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+    landmarks = tf.cast(example["landmarks"], tf.float32)
+    labelled = tf.cast(example.get("labelled", tf.ones(tf.shape(landmarks)[:1])), tf.float32)
+    scale = tf.cast(example["scale"], tf.float32) * self.padding
+    return example, image, landmarks, labelled, tf.cast(example["center"], tf.float32), tf.stack([scale, scale])
+
+  def train_transform(self, image_width: tf.Tensor, landmarks: tf.Tensor, labelled: tf.Tensor, center: tf.Tensor,
+                      scale: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(matrix from the image to the input, landmarks and labels in the input's order, whether flipped)."""
+    def uniform(salt, low=0.0, high=1.0):
+      return tf.random.stateless_uniform([], topdown.fold_seed(seed, salt), low, high)
+
+    scale *= uniform(0, 1 - self.scale_factor, 1 + self.scale_factor)
+    rotation = tf.where(uniform(2) <= self.rotation_prob, uniform(1, -self.rotation_factor, self.rotation_factor), 0.0)
+    output_size = (self.size, self.size)
+    matrix = topdown.affine_matrix(center, scale, rotation, output_size)
+    flipped = tf.constant(False)
+    if self.flip:
+      flipped = uniform(3) <= 0.5
+      width = tf.cast(image_width, tf.float32)  # the official ``fliplr_joints``: x -> width - x
+      flipped_matrix = topdown.compose(
+          topdown.affine_matrix(tf.stack([width - center[0], center[1]]), scale, rotation, output_size),
+          topdown.horizontal_flip_matrix(width))
+      matrix = tf.where(flipped, flipped_matrix, matrix)
+      permutation = tf.constant(self.spec.flip_permutation())
+      landmarks = tf.where(flipped, tf.gather(landmarks, permutation), landmarks)
+      labelled = tf.where(flipped, tf.gather(labelled, permutation), labelled)
+    return matrix, landmarks, labelled, flipped
+
+  def _targets(self, image: tf.Tensor, matrix: tf.Tensor, landmarks: tf.Tensor, labelled: tf.Tensor) -> dict:
+    # The official code draws a target only for landmarks with y > 0; every landmark still counts in the loss.
+    drawn = labelled * tf.cast(landmarks[:, 1] > 0, tf.float32)
+    heatmaps, _ = topdown.gaussian_targets(topdown.transform_points(landmarks, matrix), drawn, (self.size,) * 2,
+                                           (self.size // 4,) * 2, self.sigma, round_to_nearest=False)
+    image = tf.clip_by_value(topdown.warp(image, matrix, (self.size, self.size)), 0, 255)
+    return {"image": image, "target": heatmaps, "target_weight": labelled}
+
+  def train(self, example: dict, seed: tf.Tensor) -> dict:
+    example, image, landmarks, labelled, center, scale = self.read(example)
+    matrix, landmarks, labelled, _ = self.train_transform(tf.shape(image)[1], landmarks, labelled, center, scale, seed)
+    return self._targets(image, matrix, landmarks, labelled)
+
+  def evaluate(self, example: dict) -> dict:
+    example, image, landmarks, labelled, center, scale = self.read(example)
+    out = self._targets(image, topdown.affine_matrix(center, scale, 0.0, (self.size, self.size)), landmarks,
+                        labelled)
+    return {**out, "center": center, "scale": scale, "gt_landmarks": landmarks,
+            "box_size": tf.cast(example["box_size"], tf.float32)}

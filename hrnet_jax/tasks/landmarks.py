@@ -1,0 +1,79 @@
+"""Facial landmarks: heatmap MSE, NME with each dataset's official normalisation, failure rate and AUC."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrnet_jax import keypoints
+from hrnet_jax.tasks.base import Batch, Task
+
+FAILURE_THRESHOLD = 0.10
+
+
+class LandmarkTask(Task):
+  name = "landmarks"
+
+  @property
+  def spec(self) -> keypoints.KeypointSpec:
+    return keypoints.get_spec(self.config.data.keypoints)
+
+  def check_dataset(self, class_names: list[str] | None) -> None:
+    del class_names
+    count = self.config.model.overrides.get("num_landmarks", 98)
+    if count != self.spec.count:
+      raise ValueError(f"the landmark set {self.config.data.keypoints!r} has {self.spec.count} landmarks but the "
+                       f"model predicts {count}; set --config.model.overrides.num_landmarks={self.spec.count}")
+
+  def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    return keypoints.heatmap_mse(outputs, batch, 1.0), {}
+
+  def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
+    # The official recipes evaluate without flip test (TEST.FLIP_TEST false); it is an option here.
+    return keypoints.predict_keypoints(apply, batch["image"], self.spec, bool(self.config.get("flip_test", False)))
+
+  def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    mask = batch["mask"]
+    return {"count": jnp.sum(mask), "loss": keypoints.heatmap_mse(outputs, batch, 1.0) * jnp.sum(mask)}
+
+  def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    predicted = keypoints.landmarks_to_image(outputs, batch["center"], batch["scale"])
+    return {"landmarks": predicted,
+            "nme": keypoints.normalised_error(predicted, batch["gt_landmarks"], batch["target_weight"],
+                                              batch["box_size"], self.spec)}
+
+  def box_example(self, encoded: bytes, box: list[float], image_id: int) -> dict[str, Any]:
+    """A raw example for a face box (center and scale by the official COFW rule: the box's center, its longer
+    side / 200); what ``predict`` runs the eval preprocessing on."""
+    del image_id
+    x, y, w, h = (float(v) for v in box)
+    scale = max(w, h) / keypoints.PIXEL_STD
+    return {"image": encoded, "landmarks": np.zeros((self.spec.count, 2), np.float32),
+            "center": np.asarray([x + w / 2, y + h / 2], np.float32), "scale": np.float32(scale),
+            "box_size": np.float32(max(w, h))}
+
+  def instances(self, examples: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks [N, K, 3] (x, y, 1) and a score of 1 per face (the heatmaps carry no calibrated score)."""
+    points = examples["landmarks"].astype(np.float64)
+    return np.concatenate([points, np.ones(points.shape[:2] + (1,))], -1), np.ones(len(points))
+
+  def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
+    count = float(sums["count"])
+    return {**nme_metrics(examples["nme"]), "loss": float(sums["loss"]) / max(count, 1.0), "count": count,
+            "flip_test": float(bool(self.config.get("flip_test", False)))}
+
+
+def nme_metrics(nme: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> dict[str, float]:
+  """Mean NME, failure rates (faces with NME above 0.08 and ``threshold``) and the area under the cumulative
+  error curve up to ``threshold``, all in percent. The official code reports NME and failure rates; AUC is the
+  usual definition (the fraction of faces below each error, integrated over [0, threshold], / threshold)."""
+  nme = np.asarray(nme, np.float64)
+  errors = np.sort(nme)
+  grid = np.linspace(0.0, threshold, 1001)
+  cumulative = np.searchsorted(errors, grid, side="right") / max(len(errors), 1)
+  return {"nme": 100 * float(nme.mean()), "failure_008": 100 * float(np.mean(nme > 0.08)),
+          "failure_010": 100 * float(np.mean(nme > threshold)),
+          "auc_010": 100 * float(np.trapezoid(cumulative, grid) / threshold)}
