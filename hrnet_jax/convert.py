@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrnet_jax import checkpoint_inspect
+from hrnet_jax import checkpoint_inspect, compilation
 
 # Wrappers the official training scripts save around the network (DataParallel, the segmentation FullModel).
 _WRAPPER_PREFIXES = ("module.", "model.")
@@ -168,7 +168,8 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
   fresh = None
   if reinitialized or (not strict and missing):
     # Variables do not depend on the input size; the smallest size every option accepts keeps this cheap.
-    fresh = model.init(rng if rng is not None else jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+    fresh = compilation.run_once(model.init, rng if rng is not None else jax.random.key(0),
+                                 jnp.zeros((1, 32, 32, 3), jnp.float32))
     fresh = flax.core.unfreeze(fresh)
   variables: dict[str, dict] = {}
   loaded = []

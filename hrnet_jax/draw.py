@@ -1,7 +1,7 @@
 """Drawing keypoints and skeletons on images (PIL), for predictions and for looking at ground truth:
 
     python -m hrnet_jax.draw --annotations person_keypoints_val2017.json --images val2017 --output_dir /tmp/gt \\
-        [--image_ids 785,40083] [--max_width 640]
+        [--image_ids 785,40083] [--max_width 640] [--keypoints coco|wflw|300w|cofw|aflw]
 
 ``--annotations`` is a COCO annotation file (its ground truth is drawn) or a COCO results list (predictions, e.g.
 ``predict``'s JSON; then ``--min_confidence`` hides weak keypoints). One PNG per image.
@@ -42,8 +42,9 @@ def draw_keypoints(image: Image.Image, people: Iterable[np.ndarray], spec: keypo
     for (a, b), colour in zip(spec.skeleton, limb_colours):
       if shown[a] and shown[b]:
         draw.line([tuple(person[a, :2]), tuple(person[b, :2])], fill=colour, width=radius)
+    dot = radius if spec.skeleton else max(1, radius // 2)  # dense face landmarks need smaller dots
     for x, y in person[shown, :2]:
-      draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 255), outline=(0, 0, 0))
+      draw.ellipse([x - dot, y - dot, x + dot, y + dot], fill=(255, 255, 255), outline=(0, 0, 0))
   return canvas
 
 
@@ -54,8 +55,10 @@ def fit_width(image: Image.Image, max_width: int) -> Image.Image:
 
 
 def draw_coco_file(annotations_path: str, image_dir: str, output_dir: str, image_ids: Sequence[int] = (),
-                   min_confidence: float = 0.0, max_width: int = 0) -> list[str]:
-  """One PNG per image of a COCO annotation file (ground truth) or results list (predictions); the paths."""
+                   min_confidence: float = 0.0, max_width: int = 0,
+                   spec: keypoints.KeypointSpec = keypoints.COCO) -> list[str]:
+  """One PNG per image of a COCO-style annotation file (ground truth) or results list (predictions); the paths.
+  ``spec`` gives the skeleton (COCO's people by default; a face set draws points only)."""
   with open(annotations_path) as f:
     content = json.load(f)
   ground_truth = isinstance(content, dict)
@@ -73,7 +76,7 @@ def draw_coco_file(annotations_path: str, image_dir: str, output_dir: str, image
       raise ValueError(f"{annotations_path} has no keypoints for image {image_id}")
     name = file_names.get(image_id, f"{image_id:012d}.jpg")
     with Image.open(os.path.join(image_dir, name)) as image:
-      drawn = draw_keypoints(image, people[image_id], keypoints.COCO, min_confidence)
+      drawn = draw_keypoints(image, people[image_id], spec, min_confidence)
     path = os.path.join(output_dir, f"{os.path.splitext(name)[0]}.png")
     fit_width(drawn, max_width).save(path)
     written.append(path)
@@ -89,7 +92,8 @@ def main(argv):
     if not values[name].value:
       raise ValueError(f"--{name} is required")
   paths = draw_coco_file(values.annotations, values.images, values.output_dir,
-                         [int(i) for i in values.image_ids], values.min_confidence, values.max_width)
+                         [int(i) for i in values.image_ids], values.min_confidence, values.max_width,
+                         keypoints.get_spec(values.keypoints))
   print("\n".join(paths))
 
 
@@ -100,4 +104,5 @@ if __name__ == "__main__":
   flags.DEFINE_list("image_ids", [], "Only these image ids (default: every image with keypoints).")
   flags.DEFINE_float("min_confidence", 0.0, "Hide keypoints whose score is not above this.")
   flags.DEFINE_integer("max_width", 0, "Shrink wider images to this width (0: keep).")
+  flags.DEFINE_string("keypoints", "coco", "The keypoint set (for the skeleton): coco, wflw, 300w, cofw, aflw.")
   cli.run(main)

@@ -21,7 +21,7 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from hrnet_jax import checkpointing, convert, metric_writer, optim, sharding, tasks
+from hrnet_jax import checkpointing, compilation, convert, metric_writer, optim, sharding, tasks
 from hrnet_jax.tasks.base import Task
 
 
@@ -267,7 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = checkpointer.restore(abstract)
     logging.info("resumed from step %d in %s", start_step, workdir)
   else:
-    state = jax.jit(create_state, out_shardings=replicated)(jax.random.key(config.seed))
+    state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
     if config.init_from:
       variables = load_init_from(config, model, {"params": state.params, "batch_stats": state.batch_stats})
       state = sharding.replicate(state.replace(
