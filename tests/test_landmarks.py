@@ -233,3 +233,30 @@ def test_predict_draws_landmarks_on_a_face(trained_landmark_run, tmp_path):
   assert not errors and len(results) == 1 and len(results[0]["keypoints"]) == 6 * 3
   assert Image.open(tmp_path / "drawn" / (os.path.splitext(os.path.basename(image))[0] + ".png")).size == (
       annotations["images"][0]["width"], annotations["images"][0]["height"])
+
+
+def test_official_cofw_mat_file_reads_as_the_json(tmp_path):
+  """COFW's official file layout (MATLAB v7.3: HDF5, column-major, a cell of images, rows of 29 x, 29 y and 29
+  occlusion flags), written from the fixture, builds the same faces and pixels as MMPose's JSON."""
+  import h5py
+  folder, annotations = _fixture("cofw")
+  files = {image["id"]: image["file_name"] for image in annotations["images"]}
+  images = [np.asarray(Image.open(folder / files[a["image_id"]]).convert("RGB")) for a in annotations["annotations"]]
+  points = np.array([np.reshape(a["keypoints"], (-1, 3)) for a in annotations["annotations"]])
+  rows = np.concatenate([points[..., 0], points[..., 1], np.zeros(points.shape[:2])], axis=1)  # N x 87
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  with h5py.File(manual / "COFW_test_color.mat", "w") as f:
+    references = [f.create_dataset(f"#refs#/{i}", data=image.T).ref for i, image in enumerate(images)]
+    f.create_dataset("IsT", data=np.array(references, dtype=h5py.ref_dtype).reshape(1, -1))
+    f.create_dataset("phisT", data=rows.T)
+  data_dir = str(tmp_path / "tfds")
+  prepare.prepare("face_landmarks/cofw", data_dir, str(manual))
+  source, _ = sources.open_source("face_landmarks/cofw", "test", data_dir)
+  from_json = face_landmarks.read_json(str(folder / "test_cofw.json"), 29)
+  assert len(source) == len(from_json) == 2
+  for record, face, image in zip(source, from_json, images):
+    np.testing.assert_allclose(record["landmarks"], face["landmarks"], rtol=1e-6)
+    np.testing.assert_allclose(record["center"], face["center"])
+    np.testing.assert_allclose(record["scale"], face["scale"], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(record["image"]))), image)

@@ -5,6 +5,7 @@ Manual directory (``--manual_dir``), per dataset::
     MANUAL_DIR/images/...                                   # paths as the annotations name them
     MANUAL_DIR/annotations/face_landmarks_<dataset>_<split>.json   # MMPose's COCO-style files (cofw: cofw_<split>.json)
     MANUAL_DIR/face_landmarks_<dataset>_<split>.csv         # or the official HRNet CSVs (wflw, 300w, aflw)
+    MANUAL_DIR/COFW_{train,test}_color.mat                  # or COFW's official MATLAB files (images inside)
 
 Every annotation file present becomes a split named after its ``<split>`` part: train, test, and the subsets
 (WFLW test_largepose, test_expression, ...; 300W valid, valid_common, valid_challenge, test). One example per
@@ -36,7 +37,7 @@ def center_scale_from_landmarks(landmarks: np.ndarray) -> tuple[np.ndarray, floa
   return (low + high) / 2.0, float((high - low).max()) / 200.0
 
 
-def _face(image: str, image_id: int, face_id: int, landmarks: np.ndarray, center: Any, scale: Any,
+def _face(image: str | np.ndarray, image_id: int, face_id: int, landmarks: np.ndarray, center: Any, scale: Any,
           box_size: Any) -> dict[str, Any]:
   if center is None or scale is None:
     center, scale = center_scale_from_landmarks(landmarks)
@@ -77,10 +78,35 @@ def read_csv(path: str, count: int) -> list[dict[str, Any]]:
   return faces
 
 
+# COFW's official files: split -> (file, the cell of images, the matrix of landmark rows).
+COFW_MAT = {"train": ("COFW_train_color.mat", "IsTr", "phisTr"), "test": ("COFW_test_color.mat", "IsT", "phisT")}
+
+
+def read_cofw_mat(path: str, count: int) -> list[dict[str, Any]]:
+  """Faces of an official COFW file (MATLAB v7.3, i.e. HDF5), as the official loader reads it: a cell of images
+  (grayscale ones repeated to 3 channels) and rows of 29 x, 29 y and 29 occlusion flags. MATLAB stores arrays
+  column-major, so HDF5 shows every array transposed."""
+  import h5py  # pylint: disable=import-outside-toplevel  (installed with TensorFlow)
+  _, images_key, points_key = COFW_MAT["train" if os.path.basename(path) == COFW_MAT["train"][0] else "test"]
+  faces = []
+  with h5py.File(path, "r") as f:
+    points = np.asarray(f[points_key]).T
+    for index, reference in enumerate(np.asarray(f[images_key]).reshape(-1)):
+      image = np.asarray(f[reference], np.uint8).T
+      image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+      landmarks = points[index, :2 * count].reshape(2, count).T
+      faces.append(_face(np.ascontiguousarray(image), index, index, landmarks, None, None, None))
+  return faces
+
+
 def annotation_files(manual_dir: str, dataset: str) -> dict[str, str]:
-  """Split name -> annotation file, for every JSON (preferred) or CSV of ``dataset`` in ``manual_dir``."""
+  """Split name -> annotation file, for every JSON (preferred), CSV or (COFW) .mat of ``dataset`` in
+  ``manual_dir``."""
   prefix = DATASETS[dataset][1]
   files = {}
+  if dataset == "cofw":
+    files.update({split: os.path.join(manual_dir, name) for split, (name, _, _) in COFW_MAT.items()
+                  if os.path.exists(os.path.join(manual_dir, name))})
   patterns = (os.path.join(manual_dir, f"{prefix}_*.csv"), os.path.join(manual_dir, "annotations", f"{prefix}_*.json"))
   for pattern in patterns:
     for path in sorted(glob.glob(pattern)):
@@ -126,9 +152,11 @@ class FaceLandmarks(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(path, os.path.join(manual_dir, "images")) for split, path in files.items()}
 
   def _generate_examples(self, path: str, image_dir: str) -> Iterator[tuple[int, dict]]:
-    reader = read_json if path.endswith(".json") else read_csv
+    reader = {".json": read_json, ".csv": read_csv, ".mat": read_cofw_mat}[os.path.splitext(path)[1]]
     for key, face in enumerate(reader(path, self.landmark_count)):
-      image = os.path.join(image_dir, face["image"])
-      if not os.path.exists(image):
-        raise FileNotFoundError(f"{path} names {face['image']}, which is not in {image_dir}")
-      yield key, {**face, "image": image}
+      if isinstance(face["image"], str):  # a path (JSON, CSV); .mat files hold the pixels
+        image = os.path.join(image_dir, face["image"])
+        if not os.path.exists(image):
+          raise FileNotFoundError(f"{path} names {face['image']}, which is not in {image_dir}")
+        face = {**face, "image": image}
+      yield key, face
