@@ -118,7 +118,7 @@ def predict_keypoints(config: ml_collections.ConfigDict, checkpoint: str, paths:
   variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
   _, eval_fn = preprocess.get(config.data.preprocess, config.data)
   boxes = boxes or {}
-  crops, owners, image_boxes, errors = [], [], [], {}
+  crops, owners, image_ids, image_boxes, errors = [], [], [], [], {}
   for position, path in enumerate(paths):
     try:
       with open(path, "rb") as f:
@@ -127,6 +127,7 @@ def predict_keypoints(config: ml_collections.ConfigDict, checkpoint: str, paths:
       for box in boxes.get(path, boxes.get(os.path.basename(path), [[0, 0, width, height]])):
         crops.append(eval_fn(task.box_example(encoded, box, _image_id(path, position))))
         owners.append(path)
+        image_ids.append(_image_id(path, position))
         image_boxes.append(box)
     except (OSError, tf.errors.OpError) as error:
       errors[path] = cli.one_line(error)[:200]
@@ -143,7 +144,7 @@ def predict_keypoints(config: ml_collections.ConfigDict, checkpoint: str, paths:
     return task.eval_examples(outputs, batch)
 
   points, scores = task.instances({key: np.asarray(value) for key, value in run(variables, batch).items()})
-  results = [{"image_id": _image_id(owners[i], paths.index(owners[i])), "category_id": 1, "file": owners[i],
+  results = [{"image_id": image_ids[i], "category_id": 1, "file": owners[i],
               "keypoints": points[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
              for i in range(len(owners))]
   if output_dir:

@@ -58,14 +58,9 @@ class FaceCrop:
     flipped = tf.constant(False)
     if self.flip:
       flipped = uniform(3) <= 0.5
-      width = tf.cast(image_width, tf.float32)  # the official ``fliplr_joints``: x -> width - x
-      flipped_matrix = topdown.compose(
-          topdown.affine_matrix(tf.stack([width - center[0], center[1]]), scale, rotation, output_size),
-          topdown.horizontal_flip_matrix(width))
-      matrix = tf.where(flipped, flipped_matrix, matrix)
-      permutation = tf.constant(self.spec.flip_permutation())
-      landmarks = tf.where(flipped, tf.gather(landmarks, permutation), landmarks)
-      labelled = tf.where(flipped, tf.gather(labelled, permutation), labelled)
+      axis = tf.cast(image_width, tf.float32)  # the official ``fliplr_joints``: x -> width - x
+      matrix = tf.where(flipped, topdown.mirrored_affine_matrix(center, scale, rotation, output_size, axis), matrix)
+      landmarks, labelled = topdown.swap_pairs(flipped, self.spec, landmarks, labelled)
     return matrix, landmarks, labelled, flipped
 
   def _targets(self, image: tf.Tensor, matrix: tf.Tensor, landmarks: tf.Tensor, labelled: tf.Tensor) -> dict:

@@ -170,9 +170,7 @@ def slot_vertices_by_sector(example: dict) -> dict:
 def topdown_pose(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
   """Top-down keypoints (``data.keypoints`` names the set: 'coco' or 'synthetic_shapes'); see ``topdown``."""
   prepare = slot_vertices_by_sector if config.keypoints == "synthetic_shapes" else None
-  pipeline = topdown.TopDown(config, keypoints.get_spec(config.keypoints), prepare)
-  return (lambda example, seed: _normalized(pipeline.train(example, seed)),
-          lambda example: _normalized(pipeline.evaluate(example)))
+  return _normalizing(topdown.TopDown(config, keypoints.get_spec(config.keypoints), prepare))
 
 
 def synthetic_faces(example: dict) -> dict:
@@ -192,13 +190,16 @@ def synthetic_faces(example: dict) -> dict:
 def face_landmarks(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
   """Facial-landmark crops (``data.keypoints``: 'wflw', '300w', 'cofw', 'aflw' or 'synthetic_shapes')."""
   prepare = synthetic_faces if config.keypoints == "synthetic_shapes" else None
-  pipeline = landmarks.FaceCrop(config, keypoints.get_spec(config.keypoints), prepare)
-  return (lambda example, seed: _normalized(pipeline.train(example, seed)),
-          lambda example: _normalized(pipeline.evaluate(example)))
+  return _normalizing(landmarks.FaceCrop(config, keypoints.get_spec(config.keypoints), prepare))
 
 
-def _normalized(example: dict) -> dict:
-  return {**example, "image": normalize(example["image"])}
+def _normalizing(pipeline: topdown.TopDown | landmarks.FaceCrop) -> tuple[TrainPreprocess, EvalPreprocess]:
+  """The pipeline's train and eval functions, with the image normalised (they produce it in [0, 255])."""
+  def normalized(example):
+    return {**example, "image": normalize(example["image"])}
+
+  return (lambda example, seed: normalized(pipeline.train(example, seed)),
+          lambda example: normalized(pipeline.evaluate(example)))
 
 
 PREPROCESSORS: dict[str, Callable[[ml_collections.ConfigDict], tuple[TrainPreprocess, EvalPreprocess]]] = {

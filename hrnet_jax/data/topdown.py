@@ -3,9 +3,8 @@
 Follows deep-high-resolution-net.pytorch (``JointsDataset``) step for step, including its conventions (a box is
 measured in units of 200 pixels, pixel centers at integer coordinates, the target's Gaussian centred on the
 rounded heatmap position), so that a model trained here is evaluated like the official one. Two differences that
-change nothing numerically: the horizontal flip is folded into the affine matrix instead of flipping the image
-first (a flip is a pixel permutation, so the bilinear samples are the same), and every random number is drawn
-statelessly from the example's seed.
+change nothing numerically: the horizontal flip is folded into the affine matrix (``mirrored_affine_matrix``)
+instead of flipping the image first, and every random number is drawn statelessly from the example's seed.
 """
 
 from __future__ import annotations
@@ -45,14 +44,20 @@ def affine_matrix(center: tf.Tensor, scale: tf.Tensor, rotation: tf.Tensor | flo
   return tf.concat([linear, offset[:, None]], axis=1)
 
 
-def horizontal_flip_matrix(width: tf.Tensor) -> tf.Tensor:
-  """x -> width - x (pose code: ``width`` is the image width - 1; facial-landmark code: the image width)."""
-  return tf.stack([tf.stack([-1.0, 0.0, width]), tf.constant([0.0, 1.0, 0.0])])
+def mirrored_affine_matrix(center: tf.Tensor, scale: tf.Tensor, rotation: tf.Tensor | float,
+                           output_size: tuple[int, int], axis: tf.Tensor) -> tf.Tensor:
+  """The matrix of an image mirrored by x -> ``axis`` - x, then cropped as ``affine_matrix`` around the mirrored
+  center: what the official codes do by flipping the image and the center first (pose: axis = width - 1; facial
+  landmarks: axis = width). Folding the flip into the matrix samples the same pixels, in one warp."""
+  mirror = tf.stack([tf.stack([-1.0, 0.0, axis]), tf.constant([0.0, 1.0, 0.0])])
+  crop = affine_matrix(tf.stack([axis - center[0], center[1]]), scale, rotation, output_size)
+  return tf.concat([crop[:, :2] @ mirror[:, :2], crop[:, :2] @ mirror[:, 2:] + crop[:, 2:]], axis=1)
 
 
-def compose(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
-  """2x3 affine ``outer`` after ``inner``."""
-  return tf.concat([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2:]) + outer[:, 2:]], axis=1)
+def swap_pairs(flipped: tf.Tensor, spec: keypoints_lib.KeypointSpec, *per_keypoint: tf.Tensor) -> list[tf.Tensor]:
+  """Each [K, ...] tensor in the flipped image's keypoint order when ``flipped`` (left and right swapped)."""
+  permutation = tf.constant(spec.flip_permutation())
+  return [tf.where(flipped, tf.gather(x, permutation), x) for x in per_keypoint]
 
 
 def transform_points(points: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
@@ -168,16 +173,10 @@ class TopDown:
     flipped = tf.constant(False)
     if self.flip:
       flipped = tf.random.stateless_uniform([], fold_seed(seed, 5)) <= 0.5
-      # The official code flips the image and the center, then warps; the same map is (warp after flip).
       # x -> width - 1 - x: the pose code's ``fliplr_joints`` and ``c[0] = width - c[0] - 1``.
-      width = tf.cast(image_width, tf.float32) - 1
-      flipped_center = tf.stack([width - center[0], center[1]])
-      flipped_matrix = compose(affine_matrix(flipped_center, scale, rotation, self.output_size),
-                               horizontal_flip_matrix(width))
-      matrix = tf.where(flipped, flipped_matrix, matrix)
-      permutation = tf.constant(self.spec.flip_permutation())
-      joints = tf.where(flipped, tf.gather(joints, permutation), joints)
-      visible = tf.where(flipped, tf.gather(visible, permutation), visible)
+      axis = tf.cast(image_width, tf.float32) - 1
+      matrix = tf.where(flipped, mirrored_affine_matrix(center, scale, rotation, self.output_size, axis), matrix)
+      joints, visible = swap_pairs(flipped, self.spec, joints, visible)
     return matrix, joints, visible, flipped
 
   def _targets(self, image: tf.Tensor, matrix: tf.Tensor, joints: tf.Tensor, visible: tf.Tensor) -> dict:

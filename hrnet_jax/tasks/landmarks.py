@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hrnet_jax import keypoints
-from hrnet_jax.tasks.base import Batch, Task
+from hrnet_jax.tasks.base import Batch
+from hrnet_jax.tasks.heatmaps import HeatmapTask
 
 FAILURE_THRESHOLD = 0.10
 
 
-class LandmarkTask(Task):
+class LandmarkTask(HeatmapTask):
   name = "landmarks"
-
-  @property
-  def spec(self) -> keypoints.KeypointSpec:
-    return keypoints.get_spec(self.config.data.keypoints)
-
-  def check_dataset(self, class_names: list[str] | None) -> None:
-    del class_names
-    count = self.config.model.overrides.get("num_landmarks", 98)
-    if count != self.spec.count:
-      raise ValueError(f"the landmark set {self.config.data.keypoints!r} has {self.spec.count} landmarks but the "
-                       f"model predicts {count}; set --config.model.overrides.num_landmarks={self.spec.count}")
-
-  def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-    return keypoints.heatmap_mse(outputs, batch, 1.0), {}
-
-  def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
-    # The official recipes evaluate without flip test (TEST.FLIP_TEST false); it is an option here.
-    return keypoints.predict_keypoints(apply, batch["image"], self.spec, bool(self.config.get("flip_test", False)))
-
-  def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-    mask = batch["mask"]
-    return {"count": jnp.sum(mask), "loss": keypoints.heatmap_mse(outputs, batch, 1.0) * jnp.sum(mask)}
+  noun = "landmark"
+  loss_factor = 1.0
+  flip_test_default = False  # the official recipes evaluate without flip test; it is an option here
 
   def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     predicted = keypoints.landmarks_to_image(outputs, batch["center"], batch["scale"])
@@ -63,7 +44,7 @@ class LandmarkTask(Task):
   def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
     count = float(sums["count"])
     return {**nme_metrics(examples["nme"]), "loss": float(sums["loss"]) / max(count, 1.0), "count": count,
-            "flip_test": float(bool(self.config.get("flip_test", False)))}
+            "flip_test": float(self.flip_test)}
 
 
 def nme_metrics(nme: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> dict[str, float]:

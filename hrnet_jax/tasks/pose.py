@@ -8,7 +8,7 @@ runs ``COCOeval``. Ground truth comes from ``data.annotation_file`` when set (CO
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,40 +17,19 @@ from absl import logging
 from pycocotools.coco import COCO
 
 from hrnet_jax import coco_eval, keypoints
-from hrnet_jax.tasks.base import Batch, Task
+from hrnet_jax.tasks.base import Batch
+from hrnet_jax.tasks.heatmaps import HeatmapTask
 
 
-class PoseTask(Task):
+class PoseTask(HeatmapTask):
   name = "pose"
-
-  @property
-  def spec(self) -> keypoints.KeypointSpec:
-    return keypoints.get_spec(self.config.data.keypoints)
-
-  @property
-  def flip_test(self) -> bool:
-    return bool(self.config.get("flip_test", True))
+  noun = "keypoint"
+  loss_factor = 0.5
+  flip_test_default = True
 
   @property
   def uses_detector_boxes(self) -> bool:
     return bool(self.config.data.get("detections"))
-
-  def check_dataset(self, class_names: list[str] | None) -> None:
-    del class_names
-    count = self.config.model.overrides.get("num_keypoints", 17)
-    if count != self.spec.count:
-      raise ValueError(f"the keypoint set {self.config.data.keypoints!r} has {self.spec.count} keypoints but the "
-                       f"model predicts {count}; set --config.model.overrides.num_keypoints={self.spec.count}")
-
-  def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-    return keypoints.heatmap_mse(outputs, batch, 0.5), {}
-
-  def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
-    return keypoints.predict_keypoints(apply, batch["image"], self.spec, self.flip_test)
-
-  def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-    mask = batch["mask"]
-    return {"count": jnp.sum(mask), "loss": keypoints.heatmap_mse(outputs, batch, 0.5) * jnp.sum(mask)}
 
   def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     coords, maxvals = keypoints.heatmap_maxima(outputs)
