@@ -290,7 +290,7 @@ def test_drawing_marks_each_labelled_keypoint_and_the_readme_picture_exists(fixt
   drawn = np.asarray(draw.draw_keypoints(Image.new("RGB", (640, 392)), [person], keypoints.COCO))
   for x, y, v in person:
     assert (v > 0) == bool(drawn[int(round(y)), int(round(x))].any())
-  readme_picture = os.path.join(os.path.dirname(POSE), "..", "docs", "coco_fixture_ground_truth.png")
+  readme_picture = os.path.join(os.path.dirname(POSE), "..", "docs", "000000197388.png")
   assert Image.open(readme_picture).size[0] == 480
 
 
