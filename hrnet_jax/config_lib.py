@@ -13,6 +13,8 @@ from typing import Any
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from hrnet_jax import label_sets
+
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """``"variant=w32,tiny"`` -> ConfigDict(variant='w32', tiny=True), typed by ``defaults``; unknown keys fail."""
@@ -89,4 +91,62 @@ def load(path_and_arg: str, overrides: dict[str, Any] | None = None) -> ml_colle
     if leaf not in node:
       raise KeyError(f"unknown config key {dotted!r}")
     node[leaf] = value
+  return config
+
+
+def segmentation_config(*, model: str, dataset: str, labels: str, crop: tuple[int, int], base_size: int,
+                        eval_canvas: tuple[int, int], batch: int, epochs: int, learning_rate: float,
+                        weight_decay: float) -> ml_collections.ConfigDict:
+  """The HRNet-Semantic-Segmentation recipe: SGD (momentum 0.9, decay on every parameter), poly 0.9 per step, random
+  scale 0.5-2.1 / crop / flip, cross-entropy ignoring 255, whole-image single-scale evaluation during training."""
+  config = base_config()
+  config.task = "segmentation"
+  config.model.name = model
+  config.model.overrides = {"num_classes": len(label_sets.get(labels).class_names)}
+  config.data.update(name=f"semantic_segmentation/{dataset}", train_split="train", eval_split="validation",
+                     preprocess="segmentation")
+  config.data.labels = labels
+  config.data.crop_size = crop
+  config.data.base_size = base_size
+  config.data.scale_steps = 16
+  config.data.resize_to_crop_first = False
+  config.data.flip = True
+  config.data.ignore_background = False
+  config.data.eval_image_size = ()  # resize eval images to this (h, w) first; () keeps them
+  config.data.eval_canvas = eval_canvas  # eval images are padded into this (h, w)
+  config.data.label_canvas = ()  # eval labels are padded into this; () is eval_canvas
+  config.data.variable_size = False  # eval images of several sizes
+  config.class_weights = False
+  config.ohem = ml_collections.ConfigDict({"enabled": False, "threshold": 0.9, "min_kept": 131072})
+  # The evaluation protocol (segmentation_inference.InferenceOptions), stated beside every mIoU.
+  config.test = ml_collections.ConfigDict({"mode": "whole", "window": (0, 0), "stride": 2 / 3, "pad_to_window": True,
+                                           "base_size": 0, "scales": (1.0,), "flip": False})
+  config.global_batch_size = batch
+  config.eval_batch_size = 8
+  config.num_epochs = epochs
+  config.optimizer.update(name="sgd", learning_rate=learning_rate, momentum=0.9, nesterov=False,
+                          weight_decay=weight_decay, weight_decay_mask="all")
+  config.schedule.update(name="poly", warmup_epochs=0.0, power=0.9)
+  config.log_every = 50
+  config.checkpoint_every = 1000
+  config.best_metric = "eval/miou"
+  return config
+
+
+def tiny_segmentation(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` switched to hrnet_tiny on the synthetic shapes' masks (5 classes, 64x64), for a CPU in minutes;
+  the dataset's flip and loss options stay."""
+  config.model.name = "hrnet_tiny"
+  config.model.overrides = {"num_classes": len(label_sets.get("synthetic_shapes").class_names)}
+  config.data.update(name="synthetic_shapes", train_split="train", eval_split="validation", labels="synthetic_shapes",
+                     crop_size=(48, 48), base_size=64, eval_image_size=(), eval_canvas=(64, 64), label_canvas=(),
+                     variable_size=False, resize_to_crop_first=False, ignore_background=False)
+  config.class_weights = False
+  config.test.update(window=(48, 48), base_size=0)
+  config.global_batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 2
+  config.optimizer.learning_rate = 0.1
+  config.log_every = 20
+  config.checkpoint_every = 200
   return config

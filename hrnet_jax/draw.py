@@ -25,6 +25,18 @@ def _colours(count: int) -> list[tuple[int, int, int]]:
   return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(count, 1), 0.9, 1.0)) for i in range(count)]
 
 
+def colorize(labels: np.ndarray, palette: np.ndarray) -> Image.Image:
+  """A label map [H, W] as an RGB image, class k in ``palette[k]``; ignored pixels (255) black."""
+  colours = np.zeros((256, 3), np.uint8)
+  colours[:len(palette)] = palette
+  return Image.fromarray(colours[np.asarray(labels, np.uint8)], "RGB")
+
+
+def overlay(image: Image.Image, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
+  """``image`` with the colour-coded ``labels`` blended over it at opacity ``alpha``."""
+  return Image.blend(image.convert("RGB"), colorize(labels, palette), alpha)
+
+
 def draw_keypoints(image: Image.Image, people: Iterable[np.ndarray], spec: keypoints.KeypointSpec,
                    min_confidence: float = 0.0, boxes: Iterable[Sequence[float]] = ()) -> Image.Image:
   """A copy of ``image`` with each person's keypoints ([K, 3]: x, y, visibility or confidence) and limbs drawn;

@@ -12,6 +12,14 @@ the image:
         [--boxes boxes.json] [--output predictions.json] [--output_dir overlays/]
     python -m hrnet_jax.predict --config configs/face_landmarks.py:wflw --checkpoint PATH IMAGE... --boxes faces.json
 
+Segmentation, a label map per image at its original size:
+
+    python -m hrnet_jax.predict --config configs/cityscapes.py:w48 --checkpoint PATH IMAGE... [--output_dir masks/]
+
+writes ``<name>_labels.png`` (train ids), ``<name>_color.png`` (the dataset's palette), ``<name>_overlay.png`` (the
+colours over the image) and, for Cityscapes, ``<name>_labelIds.png`` (the official ids, for the test server), with
+the config's test protocol (``--config.test.scales``, ``--config.test.flip``).
+
 ``--boxes`` maps an image path (or its file name) to a list of [x, y, w, h] boxes. Both write a COCO results list
 (``image_id`` from a numeric file name, else the image's position; plus ``file``) and one PNG per image with the
 keypoints (and the skeleton, for people).
@@ -24,6 +32,7 @@ are still predicted and written, and the exit status is 1.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -44,7 +53,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint dir or P
 _TOP = flags.DEFINE_integer("top", 5, "How many classes to list per image.")
 _OUTPUT = flags.DEFINE_string("output", "predictions.json", "Where to write the predictions as JSON.")
 _BOXES = flags.DEFINE_string("boxes", None, "Pose: JSON mapping image path or file name to [[x, y, w, h], ...].")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "predictions", "Pose: where to write the drawn PNGs.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "predictions", "Pose, landmarks, segmentation: where to write the "
+                                  "PNGs.")
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
@@ -158,12 +168,73 @@ def predict_keypoints(config: ml_collections.ConfigDict, checkpoint: str, paths:
   return results, errors
 
 
+def predict_segmentation(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
+                         output_dir: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+  """Per image: the label map at the image's size written as PNGs (raw train ids, colours, overlay; Cityscapes
+  label ids too) and the share of pixels per predicted class; and the paths that could not be read."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.data import preprocess  # pylint: disable=import-outside-toplevel
+  # One image at a time, each in a canvas of its own size (compiled once per size), so any size can be predicted.
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.variable_size = False
+  task = tasks.get_task(config.task)(config)
+  model = task.create_model()
+  variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
+  label_set = task.label_set
+  logging.info("segmenting with %s", task.inference_options().describe())
+
+  @functools.partial(jax.jit, static_argnums=2)
+  def label_map(variables, batch, size):
+    scores = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    return jnp.argmax(task.label_scores(scores, batch, size), -1).astype(jnp.uint8)[0]
+
+  os.makedirs(output_dir, exist_ok=True)
+  results, errors = [], {}
+  for path in paths:
+    try:
+      with open(path, "rb") as f:
+        encoded = f.read()
+      with Image.open(path) as image:
+        width, height = image.size
+      config.data.eval_canvas = tuple(config.data.get("eval_image_size") or (height, width))
+      example = preprocess.get(config.data.preprocess, config.data)[1]({"image": tf.constant(encoded)})
+    except (OSError, tf.errors.OpError) as error:
+      errors[path] = cli.one_line(error)[:200]
+      logging.error("cannot read or decode %s: %s", path, errors[path])
+      continue
+    size = tuple(int(v) for v in example["original_size"].numpy())
+    batch = {"image": example["image"].numpy()[None], "image_size": example["image_size"].numpy()[None],
+             "label_size": example["original_size"].numpy()[None]}
+    labels = np.asarray(label_map(variables, batch, size))
+    stem = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+    written = {"labels": f"{stem}_labels.png", "color": f"{stem}_color.png", "overlay": f"{stem}_overlay.png"}
+    Image.fromarray(labels, "L").save(written["labels"])
+    draw.colorize(labels, label_set.palette).save(written["color"])
+    with Image.open(path) as image:
+      draw.overlay(image, labels, label_set.palette).save(written["overlay"])
+    if label_set.train_to_label_id is not None:
+      written["label_ids"] = f"{stem}_labelIds.png"
+      Image.fromarray(label_set.train_to_label_id[labels], "L").save(written["label_ids"])
+    counts = np.bincount(labels.reshape(-1), minlength=label_set.num_classes)
+    results.append({"file": path, "outputs": written, "classes": {
+        label_set.class_names[k]: round(float(counts[k]) / labels.size, 4) for k in np.flatnonzero(counts)}})
+  return results, errors
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
     raise ValueError("give one or more image paths after the flags")
   config = _CONFIG.value
-  if config.task in ("pose", "landmarks"):
+  if config.task == "segmentation":
+    results, errors = predict_segmentation(config, _CHECKPOINT.value, paths, _OUTPUT_DIR.value)
+    for result in results:
+      print(f"{result['file']}: " + ", ".join(f"{name} {100 * share:.1f}%" for name, share in
+                                             sorted(result["classes"].items(), key=lambda item: -item[1])))
+    print(f"wrote the label maps of {len(results)} image(s) into {_OUTPUT_DIR.value}")
+    payload: Any = results
+  elif config.task in ("pose", "landmarks"):
     boxes = None
     if _BOXES.value:
       with open(_BOXES.value) as f:
@@ -172,7 +243,7 @@ def main(argv):
     for result in results:
       print(f"{result['file']}: score {result['score']:.3f}")
     print(f"drew {len(set(r['file'] for r in results))} image(s) into {_OUTPUT_DIR.value}")
-    payload: Any = results
+    payload = results
   else:
     results, errors = predict(config, _CHECKPOINT.value, paths, _TOP.value)
     for result in results:

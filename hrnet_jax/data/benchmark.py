@@ -53,7 +53,8 @@ def main(argv):
     eval_rate, eval_examples = _examples_per_second(evaluation, _BATCHES.value)
   finally:
     evaluation.close()
-  size = config.data.get("input_size") or config.data.image_size  # pose: (h, w) of the crop
+  # The network input: the pose crop (h, w), the segmentation crop (h, w), or the classification square.
+  size = config.data.get("input_size") or config.data.get("crop_size") or config.data.image_size
   result = {"dataset": config.data.name, "preprocess": config.data.preprocess, "image_size": size,
             "batch": config.global_batch_size, "cores": cores, "train_examples": train_examples,
             "train_examples_per_second": train_rate, "train_examples_per_second_per_core": train_rate / cores,

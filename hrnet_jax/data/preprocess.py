@@ -14,13 +14,10 @@ import ml_collections
 import tensorflow as tf
 
 from hrnet_jax import keypoints
+from hrnet_jax.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrnet_jax.data import landmarks, synthetic, topdown
+from hrnet_jax.data.segmentation import SceneCrop, synthetic_masks
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
-
-# The official codes normalise with the ImageNet statistics, on RGB in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
   image = tf.cast(image, tf.float32) / 255.0
@@ -55,27 +52,6 @@ def synthetic_classification(config: ml_collections.ConfigDict) -> tuple[TrainPr
   def evaluate(example):
     image = resize_to(decode(example["image"], 3, NATIVE), size)
     return {"image": normalize(image), "label": tf.cast(example["label"], tf.int32)}
-
-  return train, evaluate
-
-
-def synthetic_segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
-  size = config.get("image_size", 0)
-
-  def pair(example):
-    return (resize_to(decode(example["image"], 3, NATIVE), size),
-            resize_to(decode(example["mask"], 1, NATIVE), size, "nearest"))
-
-  def train(example, seed):
-    image, mask = pair(example)
-    flip = tf.random.stateless_uniform([], topdown.fold_seed(seed, 0)) < 0.5
-    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
-    mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
-    return {"image": normalize(image), "label": tf.cast(mask[..., 0], tf.int32)}
-
-  def evaluate(example):
-    image, mask = pair(example)
-    return {"image": normalize(image), "label": tf.cast(mask[..., 0], tf.int32)}
 
   return train, evaluate
 
@@ -193,7 +169,12 @@ def face_landmarks(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, 
   return _normalizing(landmarks.FaceCrop(config, keypoints.get_spec(config.keypoints), prepare))
 
 
-def _normalizing(pipeline: topdown.TopDown | landmarks.FaceCrop) -> tuple[TrainPreprocess, EvalPreprocess]:
+def segmentation(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
+  """Random scale, crop and flip for training; the padded image and label for evaluation (see ``SceneCrop``)."""
+  return _normalizing(SceneCrop(config, synthetic_masks if config.name == "synthetic_shapes" else None))
+
+
+def _normalizing(pipeline: topdown.TopDown | landmarks.FaceCrop | SceneCrop) -> tuple[TrainPreprocess, EvalPreprocess]:
   """The pipeline's train and eval functions, with the image normalised (they produce it in [0, 255])."""
   def normalized(example):
     return {**example, "image": normalize(example["image"])}
@@ -204,7 +185,7 @@ def _normalizing(pipeline: topdown.TopDown | landmarks.FaceCrop) -> tuple[TrainP
 
 PREPROCESSORS: dict[str, Callable[[ml_collections.ConfigDict], tuple[TrainPreprocess, EvalPreprocess]]] = {
     "synthetic_classification": synthetic_classification,
-    "synthetic_segmentation": synthetic_segmentation,
+    "segmentation": segmentation,
     "imagenet": imagenet,
     "topdown_pose": topdown_pose,
     "face_landmarks": face_landmarks,

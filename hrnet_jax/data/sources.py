@@ -7,14 +7,15 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax.data import coco, face_landmarks, image_folder, synthetic
+from hrnet_jax.data import coco, face_landmarks, image_folder, scene_parsing, synthetic
 
 # A folder of class sub-directories, read directly (no build step).
 IMAGE_FOLDER = "image_folder"
 # Our own builders, built on first use when they need no manual download.
 LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
 # Our builders that need the official files (registered with tfds by importing them, above).
-MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints, "face_landmarks": face_landmarks.FaceLandmarks}
+MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints, "face_landmarks": face_landmarks.FaceLandmarks,
+                   "semantic_segmentation": scene_parsing.SemanticSegmentation}
 
 
 class DatasetNotFoundError(FileNotFoundError):
