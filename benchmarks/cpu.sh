@@ -29,3 +29,10 @@ python -m hrnet_jax.data.prepare coco_keypoints --manual_dir $M --data_dir /tmp/
 python -m hrnet_jax.data.benchmark --config configs/coco_pose.py:w32_256x192,boxes=gt --config.data.data_dir=/tmp/cocodata \
   --config.data.train_split=validation --config.global_batch_size=32 --config.eval_batch_size=32 --batches 30 \
   --output benchmarks/pipeline_cpu.jsonl
+
+# Cityscapes preprocessing on Cityscapes-shaped 2048x1024 PNGs (no Cityscapes here), laid out as the official download.
+python benchmarks/make_cityscapes_folder.py /tmp/cityscapes_manual --train 24 --val 8
+python -m hrnet_jax.data.prepare semantic_segmentation/cityscapes --manual_dir /tmp/cityscapes_manual \
+  --data_dir /tmp/cityscapesdata
+python -m hrnet_jax.data.benchmark --config configs/cityscapes.py:w48 --config.data.data_dir=/tmp/cityscapesdata \
+  --config.eval_batch_size=4 --batches 10 --warmup 2 --output benchmarks/pipeline_cpu.jsonl

@@ -4,6 +4,7 @@ Each 64x64 image shows one regular polygon (3 to 6 vertices; the class) of a ran
 a smooth random texture. Labels for every task: the class, a per-pixel mask (0 background, 1 + class inside the
 shape), the vertices as keypoints (6 slots, visibility 0 beyond the polygon's vertex count) and the shape's box.
 It is a ``tensorflow_datasets`` builder, so it flows through the same pipeline as ImageNet or COCO.
+``python -m hrnet_jax.data.synthetic_images`` writes examples as PNG files.
 """
 
 from __future__ import annotations
@@ -79,3 +80,4 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     for index in range(SPLIT_SIZES[split]):
       yield index, render_example(np.random.default_rng([SPLIT_SEEDS[split], index]))
+
