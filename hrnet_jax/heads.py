@@ -21,8 +21,9 @@ from hrnet_jax.hrnet import Bottleneck
 
 Representation = Literal["v1", "v1h", "v2"]
 # The official pose, segmentation and landmark codes initialise convs as N(0, 0.001): outputs start near zero, so a
-# heatmap MSE starts small instead of at the scale of He-initialised activations (loss ~7 on hrnet_tiny).
-DENSE_OUTPUT_INIT = nn.initializers.normal(0.001)
+# heatmap MSE starts small instead of at the scale of He-initialised activations (loss ~7 on hrnet_tiny). The output
+# conv always starts so; the other convs follow ``conv_init``.
+DENSE_OUTPUT_INIT = layers.CONV_INITS["normal"]
 
 
 def _output(x: jax.Array) -> jax.Array:
@@ -36,12 +37,13 @@ class ClassificationHead(nn.Module):
   head_channels: tuple[int, ...] = (32, 64, 128, 256)  # Bottleneck planes per branch (x4 channels out)
   final_channels: int = 2048
   bn_momentum: float = 0.1
+  conv_init: str = "he"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> jax.Array:
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train)
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
     y = None
     for i, x in enumerate(branches):
       x = Bottleneck(self.head_channels[i], conv, norm, name=f"incre_modules_{i}_0")(x)
@@ -81,6 +83,7 @@ class DenseHead(nn.Module):
   final_conv_kernel: int = 1
   align_corners: bool = False
   bn_momentum: float = 0.1
+  conv_init: str = "he"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -94,7 +97,7 @@ class DenseHead(nn.Module):
       raise ValueError(f"branch {self.branch} does not exist: the backbone gave {len(branches)} branch(es)")
     if self.representation == "v1h" and not self.mix:
       raise ValueError("representation 'v1h' widens by the mixing conv: set mix=True")
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train)
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
     x = _to_quarter_resolution(branches, self.representation, self.branch, self.align_corners)
     final = functools.partial(layers.conv3x3 if self.final_conv_kernel == 3 else layers.conv1x1, conv,
                               self.num_outputs, use_bias=True, kernel_init=DENSE_OUTPUT_INIT)
@@ -112,13 +115,14 @@ class HRFPNHead(nn.Module):
   out_channels: int = 256
   num_levels: int = 5
   align_corners: bool = False
+  conv_init: str = "he"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> list[jax.Array]:
     del train  # no BatchNorm in HRFPN
-    conv, _ = layers.conv_and_norm(self.dtype, self.param_dtype, 0.1, False)
+    conv, _ = layers.conv_and_norm(self.dtype, self.param_dtype, 0.1, False, self.conv_init)
     x = _to_quarter_resolution(branches, "v2", 0, self.align_corners)
     x = layers.conv1x1(conv, self.out_channels, use_bias=True, name="reduction_conv")(x)
     levels = [x] + [nn.avg_pool(x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]

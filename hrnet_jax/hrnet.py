@@ -73,6 +73,13 @@ class HRNetSpec:
   def out_channels(self) -> tuple[int, ...]:
     return self.stages[-1].out_channels
 
+  def four_streams_from_start(self) -> "HRNetSpec":
+    """The paper's Table 12 variant: stages 2 and 3 already run all of the last stage's branches (its widths and
+    blocks per branch), with their own module counts, instead of adding one lower resolution per stage."""
+    last = self.stages[-1]
+    middle = tuple(StageSpec(s.num_modules, s.block, last.num_blocks, last.num_channels) for s in self.stages[1:-1])
+    return HRNetSpec((self.stages[0], *middle, last))
+
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with a residual connection (ResNet's basic block)."""
@@ -216,6 +223,7 @@ class HRNetBackbone(nn.Module):
     the network's very last module ('final') - the paper's Table 12.
   multi_scale_output: False makes the last module output only the highest-resolution branch (official pose).
   bn_momentum: PyTorch convention (0.1 cls/pose, 0.01 official seg and landmarks).
+  conv_init: 'he' or 'normal' (N(0, 0.001), the official dense-task init), see ``layers.CONV_INITS``.
   """
   spec: HRNetSpec
   fusion: FusionOptions = FusionOptions()
@@ -223,6 +231,7 @@ class HRNetBackbone(nn.Module):
   fuse_schedule: FuseSchedule = "every"
   multi_scale_output: bool = True
   bn_momentum: float = 0.1
+  conv_init: str = "he"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -230,7 +239,7 @@ class HRNetBackbone(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     if self.fuse_schedule not in ("every", "across", "final"):
       raise ValueError(f"fuse_schedule must be 'every', 'across' or 'final', got {self.fuse_schedule!r}")
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train)
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
     x = jnp.asarray(x, self.dtype)
     x = nn.relu(norm(name="bn1")(layers.conv3x3(conv, 64, 2, name="conv1")(x)))
     x = nn.relu(norm(name="bn2")(layers.conv3x3(conv, 64, 2, name="conv2")(x)))

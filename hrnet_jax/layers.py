@@ -20,18 +20,23 @@ ModuleDef = Callable[..., nn.Module]
 PAD_3X3 = ((1, 1), (1, 1))
 PAD_1X1 = ((0, 0), (0, 0))
 
-# PyTorch's Conv2d default and the official classification init: He-normal over fan_out.
-conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# How conv kernels start: 'he' is He-normal over fan_out (PyTorch's Conv2d default and the official classification
+# init); 'normal' is N(0, 0.001), the official pose, segmentation and landmark codes' init of every conv (what their
+# from-scratch runs, e.g. the paper's Table 12, train from).
+CONV_INITS = {"he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"), "normal": nn.initializers.normal(0.001)}
 
 
-def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool) -> tuple[ModuleDef, ModuleDef]:
+def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool,
+                  conv_init: str = "he") -> tuple[ModuleDef, ModuleDef]:
   """Returns (conv, norm) constructors configured the way every HRNet layer uses them.
 
   ``bn_momentum`` is PyTorch's convention (weight of the new batch); Flax's momentum is its complement.
-  BatchNorm statistics are always float32, whatever the compute dtype.
+  BatchNorm statistics are always float32, whatever the compute dtype. ``conv_init``: a key of ``CONV_INITS``.
   """
+  if conv_init not in CONV_INITS:
+    raise ValueError(f"conv_init must be one of {sorted(CONV_INITS)}, got {conv_init!r}")
   conv = functools.partial(
-      nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=conv_kernel_init)
+      nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=CONV_INITS[conv_init])
   norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=1.0 - bn_momentum, epsilon=1e-5, use_fast_variance=False,
       dtype=dtype, param_dtype=param_dtype)

@@ -92,7 +92,8 @@ TASKS: dict[str, TaskDefaults] = {
 }
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
-                    "fixed_stage1", "multi_scale_output", "bn_momentum", "dtype", "param_dtype")
+                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "dtype",
+                    "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "head_channels", "final_channels")
 
 
@@ -143,26 +144,29 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
       raise _unknown(f"option for task {task!r}", key, sorted(allowed))
   options = {"fusion_upsample": defaults.fusion_upsample, "align_corners": defaults.align_corners,
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
-             "fixed_stage1": defaults.fixed_stage1, "bn_momentum": defaults.bn_momentum,
+             "four_streams": False, "fixed_stage1": defaults.fixed_stage1, "bn_momentum": defaults.bn_momentum,
+             "conv_init": "he",
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
              "final_channels": 2048, **overrides}
   count = output_count(task, overrides)
   # The official pose network stops computing the lower branches in its last module: only 1x is used.
   multi_scale = not (options["head"] in ("v1", "v1h") and options["head_branch"] == 0 and task == "pose")
+  if options["four_streams"]:
+    spec = spec.four_streams_from_start()
   backbone = HRNetBackbone(
       spec=spec,
       fusion=FusionOptions(options["fusion_upsample"], options["align_corners"], options["fusion_downsample"],
                            options["fusion_op"]),
       fixed_stage1=options["fixed_stage1"], fuse_schedule=options["fuse_schedule"],
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
-      dtype=options["dtype"], param_dtype=options["param_dtype"])
+      conv_init=options["conv_init"], dtype=options["dtype"], param_dtype=options["param_dtype"])
   return HRNet(backbone=backbone, head=_make_head(options, count))
 
 
 def _make_head(options: dict[str, Any], count: int | None) -> nn.Module | None:
   head = options["head"]
-  common = {"dtype": options["dtype"], "param_dtype": options["param_dtype"]}
+  common = {"dtype": options["dtype"], "param_dtype": options["param_dtype"], "conv_init": options["conv_init"]}
   if head is None:
     return None
   if head == "classification":

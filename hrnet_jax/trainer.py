@@ -6,6 +6,7 @@ so an interrupted run ends exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -23,6 +24,10 @@ from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import checkpointing, compilation, convert, metric_writer, optim, sharding, tasks
 from hrnet_jax.tasks.base import Task
+
+
+# Written into the workdir when a run has reached its last step: its final eval metrics.
+FINAL_METRICS = "final_metrics.json"
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -338,6 +343,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         break
       if not last_step:
         batch = sharding.global_batch(next(inputs.train), mesh)
+    if step == steps and eval_metrics and is_main:  # finished: what launchers and collectors look for
+      with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
+        json.dump({"step": step, **eval_metrics}, f, indent=2)
   finally:
     preemption.restore()
     inputs.train.close()

@@ -267,3 +267,15 @@ def test_bilinear_upsampling_agrees_with_jax_image_resize():
   theirs = jax.image.resize(x, (2, 18, 25, 3), "bilinear")
   np.testing.assert_allclose(ours, theirs, atol=1e-5)
   np.testing.assert_array_equal(layers.upsample_nearest(x, 4), jnp.repeat(jnp.repeat(x, 4, 1), 4, 2))
+
+
+def test_official_dense_init_draws_every_conv_from_normal_0_001():
+  """conv_init='normal' is the official pose/segmentation init that the paper's from-scratch rows start from."""
+  model = hrnet_jax.create_model("hrnet_tiny", task="segmentation", conv_init="normal")
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+  kernels = {k: v for k, v in flax.traverse_util.flatten_dict(params, sep="/").items() if k.endswith("kernel")}
+  values = np.concatenate([np.ravel(v) for v in kernels.values()])
+  assert abs(values.std() - 0.001) < 5e-5 and abs(values.mean()) < 5e-5
+  he = hrnet_jax.create_model("hrnet_tiny", task="segmentation")
+  he_kernel = jax.jit(he.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]["backbone"]["conv1"]["kernel"]
+  assert he_kernel.std() > 0.05  # He-normal over fan_out: sqrt(2 / (9 * 64))
