@@ -16,6 +16,7 @@ import dataclasses
 import io
 import os
 import sys
+import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
@@ -96,7 +97,9 @@ def plot(sweep: sweeps.Sweep, results: list[Result], path: str) -> None:
   series = list(dict.fromkeys(r.row.series for r in results))
   positions = list(dict.fromkeys(r.row.x for r in results))
   figure, axes = pyplot.subplots(figsize=(max(5.0, 1.1 * len(positions) * max(len(series), 1) + 2), 3.6))
-  width = 0.8 / (2 * len(series))
+  bars_per_series = 1 if sweep.proxy else 2  # ours, and the paper's beside it
+  slots = bars_per_series * len(series)
+  width = 0.8 / slots
   ours_label = "proxy (ours)" if sweep.proxy else "ours"
   for k, name in enumerate(series):
     mine = [r for r in results if r.row.series == name]
@@ -108,13 +111,13 @@ def plot(sweep: sweeps.Sweep, results: list[Result], path: str) -> None:
       if not sweep.proxy:
         axes.plot(xs, paper, "s--", fillstyle="none", label=f"{name} paper")
     else:
-      offset = (2 * k - len(series) + 0.5) * width
+      offset = (bars_per_series * k - (slots - 1) / 2) * width
       axes.bar([x + offset for x in xs], ours, width, label=f"{name} {ours_label}")
       if not sweep.proxy:
         axes.bar([x + offset + width for x in xs], paper, width, fill=False, hatch="//", label=f"{name} paper")
   axes.set_xticks(range(len(positions)), positions, rotation=20 if len(positions) > 4 else 0)
   axes.set_ylabel(sweep.unit)
-  axes.set_title(sweep.title if len(sweep.title) < 70 else sweep.title[:67] + "...", fontsize=9)
+  axes.set_title(textwrap.fill(sweep.title, 80), fontsize=9)
   axes.legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=120)

@@ -112,33 +112,29 @@ def fig10_pose() -> Sweep:
                "AP", rows, plot="bars")
 
 
-def _main_table(name: str, title: str, config_file: str, papers: dict[str, float], metric: str, scale: float,
-                unit: str) -> Sweep:
-  rows = tuple(Row(variant, variant, f"configs/{config_file}:{variant}", paper, series=unit, x=variant)
-               for variant, paper in papers.items())
+def _main_table(name: str, title: str, config_file: str, papers: str, metric: str, scale: float, unit: str,
+                arg: str = "{}") -> Sweep:
+  """One row per variant of a config file, with the paper's numbers the config file itself lists (``papers``)."""
+  from hrnet_jax import config_lib  # pylint: disable=import-outside-toplevel
+  numbers = getattr(config_lib.config_module(os.path.join(REPO, "configs", config_file)), papers)
+  rows = tuple(Row(variant, variant, f"configs/{config_file}:{arg.format(variant)}", paper, series=unit, x=variant)
+               for variant, paper in numbers.items())
   return Sweep(name, title, metric, scale, unit, rows)
 
 
 def main_imagenet() -> Sweep:
-  papers = {"w18_small_v1": 72.3, "w18_small_v2": 75.1, "w18": 76.8, "w30": 78.2, "w32": 78.5, "w40": 78.9,
-            "w44": 78.9, "w48": 79.3, "w64": 79.5}
-  sweep = _main_table("main_imagenet", "ImageNet val top-1, single 224 crop (Table 9)", "imagenet.py", papers,
-                      "eval/top1", 1.0, "top-1")
-  # imagenet.py takes its variant as variant=...
-  rows = tuple(dataclasses.replace(row, config=f"configs/imagenet.py:variant={row.name}") for row in sweep.rows)
-  return dataclasses.replace(sweep, rows=rows)
+  return _main_table("main_imagenet", "ImageNet val top-1, single 224 crop (Table 9)", "imagenet.py", "PAPER_TOP1",
+                     "eval/top1", 1.0, "top-1", arg="variant={}")
 
 
 def main_coco() -> Sweep:
-  papers = {"w32_256x192": 74.4, "w32_384x288": 75.8, "w48_256x192": 75.1, "w48_384x288": 76.3}
-  return _main_table("main_coco", "COCO val2017 AP, detector boxes, flip test (Table 1)", "coco_pose.py", papers,
+  return _main_table("main_coco", "COCO val2017 AP, detector boxes, flip test (Table 1)", "coco_pose.py", "PAPER_AP",
                      "eval/AP", 100.0, "AP")
 
 
 def main_cityscapes() -> Sweep:
-  papers = {"w48": 81.1, "w18_small_v2": 76.2, "w18_small_v1": 70.3}
-  return _main_table("main_cityscapes", "Cityscapes val mIoU, single scale (Table 5 / official README)",
-                     "cityscapes.py", papers, "eval/miou", 1.0, "mIoU")
+  return _main_table("main_cityscapes", "Cityscapes val mIoU, single scale (official README)", "cityscapes.py",
+                     "PAPER_MIOU", "eval/miou", 1.0, "mIoU")
 
 
 # CPU proxies of Table 12 and Fig. 10: hrnet_tiny on the synthetic shapes' masks, a few hundred steps each. They

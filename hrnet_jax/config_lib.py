@@ -74,15 +74,20 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def load(path_and_arg: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-  """Loads ``configs/<file>.py[:arg]`` and applies ``{"a.b": value}`` overrides (for tests and tools)."""
-  path, _, arg = path_and_arg.partition(":")
+def config_module(path: str) -> Any:
+  """The config file at ``path`` as a module (its ``get_config`` and constants such as the paper's numbers)."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"no config file {path}")
   spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
+  return module
+
+
+def load(path_and_arg: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """Loads ``configs/<file>.py[:arg]`` and applies ``{"a.b": value}`` overrides (for tests and tools)."""
+  path, _, arg = path_and_arg.partition(":")
+  config = config_module(path).get_config(arg or None)
   for dotted, value in (overrides or {}).items():
     *parents, leaf = dotted.split(".")
     node = config
