@@ -117,9 +117,9 @@ def test_proxies_of_table12_and_fig10_launch_train_evaluate_and_collect(data_dir
   programs. The slow test below runs both proxies whole; experiments/results holds their committed output.)"""
   for sweep_name, row in (("table12_proxy", "within"), ("fig10_proxy", "v2")):
     root, output = str(tmp_path / sweep_name), str(tmp_path / "collected")
-    rows = _launch_and_collect(sweep_name, data_dir, root, output, steps=20, rows=row)
+    rows = _launch_and_collect(sweep_name, data_dir, root, output, steps=8, rows=row)
     assert [(r["row"], r["status"], r["step"]) for r in rows] == [
-        (r.name, "done" if r.name == row else "not started", "20" if r.name == row else "-")
+        (r.name, "done" if r.name == row else "not started", "8" if r.name == row else "-")
         for r in sweeps.get(sweep_name).rows]
     assert 0 < float(next(r for r in rows if r["row"] == row)["proxy mIoU"]) <= 100
     table = open(os.path.join(output, f"{sweep_name}.md")).read()

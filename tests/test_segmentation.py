@@ -438,7 +438,7 @@ def test_multi_scale_flip_sliding_evaluation_from_the_command_line(trained_segme
   config, workdir, final = trained_segmentation_run
   output = str(tmp_path / "metrics.json")
   result = run_module("evaluate", f"--config={CONFIGS}/cityscapes.py:tiny", f"--checkpoint={workdir}",
-                      f"--config.data.data_dir={config.data.data_dir}", "--config.data.eval_split=validation[:128]",
+                      f"--config.data.data_dir={config.data.data_dir}", "--config.data.eval_split=validation[:64]",
                       "--config.test.scales=(0.75,1.0,1.25)", "--config.test.flip=true", "--config.eval_batch_size=16",
                       f"--output={output}", devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
