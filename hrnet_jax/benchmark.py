@@ -7,8 +7,10 @@ The train mode times the engine's own jitted step (``trainer.make_train_step``: 
 Nesterov momentum and weight decay, BatchNorm statistics, donated state) on a data-parallel mesh of all local
 devices; the infer mode times the jitted forward pass in eval mode. Compilation is timed separately (lowering +
 XLA compile), then ``--warmup`` steps run untimed and ``--steps`` steps are timed one by one, each synchronised
-with ``block_until_ready``; the figures are medians. FLOPs are XLA's cost analysis of the compiled step (per
-device), so MFU = FLOPs per step / median step time / (``--peak-tflops`` per device).
+with ``block_until_ready``; the figures are medians. FLOPs are model FLOPs: XLA's cost analysis of the step as
+lowered (the global program, divided by the devices), always of the one-module-per-layer network, because XLA
+counts a loop body once and ``scan_repeats=true`` runs repeated layers in loops. MFU = FLOPs per step / median step time / (``--peak-tflops``
+per device).
 
 A human-readable summary goes to stderr, one JSON line per run to stdout and, with ``--output``, appended to a
 file (``benchmarks/`` keeps the committed ones).
@@ -38,6 +40,7 @@ from hrnet_jax.summary import parse_size
 class BenchmarkResult:
   model: str
   task: str
+  overrides: dict[str, Any]  # the model options given (--override)
   size: str
   batch: int
   mode: str
@@ -52,7 +55,7 @@ class BenchmarkResult:
   step_ms_max: float
   timed_steps: int
   compile_seconds: float
-  flops_per_step: float  # per device, from XLA's cost analysis of the compiled step
+  flops_per_step: float  # model FLOPs per device: XLA's cost analysis of the lowered, one-module-per-layer step
   achieved_tflops: float  # per device
   peak_tflops: float | None  # per device, as given on the command line
   mfu: float | None
@@ -140,16 +143,24 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
                   out_shardings=replicated)(jax.random.key(0, impl="rbg"))
   params = sum(x.size for x in jax.tree.leaves(state.params))
 
-  compile_start = time.perf_counter()
-  if mode == "train":
-    compiled = trainer.make_train_step(network, task_impl, tx, schedule, config, mesh).lower(
-        state, batch_arrays).compile()
-  else:
-    forward = jax.jit(lambda variables, images: network.apply(variables, images, train=False),
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  def lower(net, state):
+    if mode == "train":
+      return trainer.make_train_step(net, task_impl, tx, schedule, config, mesh).lower(state, batch_arrays)
+    forward = jax.jit(lambda variables, images: net.apply(variables, images, train=False),
                       in_shardings=(replicated, sharding.batch_sharding(mesh)))
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    compiled = forward.lower(variables, batch_arrays["image"]).compile()
+    return forward.lower({"params": state.params, "batch_stats": state.batch_stats}, batch_arrays["image"])
+
+  compile_start = time.perf_counter()
+  lowered = lower(network, state)
+  compiled = lowered.compile()
   compile_seconds = time.perf_counter() - compile_start
+  if network.backbone.scan_repeats:  # count the FLOPs of the same network without loops (shapes suffice)
+    per_layer = network.clone(backbone=network.backbone.clone(scan_repeats=False))
+    lowered = lower(per_layer, jax.eval_shape(lambda rng: trainer.init_train_state(per_layer, tx, (*size, 3), rng),
+                                              jax.random.key(0, impl="rbg")))
+  flops = float(lowered.cost_analysis().get("flops", 0.0)) / mesh.devices.size  # lowered: the global program
 
   if mode == "train":
     holder = [state]
@@ -163,12 +174,11 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
   times = _time_steps(run_step, warmup, steps)
 
   step_seconds = statistics.median(times)
-  flops = float(compiled.cost_analysis().get("flops", 0.0))
   achieved = flops / step_seconds / 1e12
   memory, memory_source = _peak_memory(compiled)
   device = jax.local_devices()[0]
   return BenchmarkResult(
-      model=model, task=task, size=f"{size[0]}x{size[1]}", batch=batch, mode=mode, dtype=dtype,
+      model=model, task=task, overrides=dict(overrides or {}), size=f"{size[0]}x{size[1]}", batch=batch, mode=mode, dtype=dtype,
       platform=device.platform, device_kind=device.device_kind, devices=mesh.devices.size, params=int(params),
       images_per_second=batch / step_seconds, step_ms=1e3 * step_seconds, step_ms_min=1e3 * min(times),
       step_ms_max=1e3 * max(times), timed_steps=steps, compile_seconds=compile_seconds, flops_per_step=flops,

@@ -3,7 +3,9 @@
 Flax submodules carry the official names with ``_`` before indices, so a Flax path maps to a PyTorch key by
 a rule: ``('backbone', 'stage2_0', 'fuse_layers_1_0_0_0', 'kernel')`` -> ``stage2.0.fuse_layers.1.0.0.0.weight``.
 Layouts: conv OIHW <-> HWIO, linear (out, in) <-> (in, out), BN weight/bias/running_mean/running_var <->
-scale/bias/mean/var; ``num_batches_tracked`` has no Flax counterpart and is dropped.
+scale/bias/mean/var; ``num_batches_tracked`` has no Flax counterpart and is dropped. A model built with
+``scan_repeats`` stacks its repeated layers (``scan_layout``): both directions go through the one-entry-per-layer
+layout, so the same files load into either.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrnet_jax import checkpoint_inspect, compilation
+from hrnet_jax import checkpoint_inspect, compilation, scan_layout
 
 # Wrappers the official training scripts save around the network (DataParallel, the segmentation FullModel).
 _WRAPPER_PREFIXES = ("module.", "model.")
@@ -124,15 +126,15 @@ def _normalize_keys(state: dict[str, np.ndarray], expected: set[str]) -> tuple[d
 
 
 def model_variable_shapes(model: nn.Module, input_shape: tuple[int, ...] = (1, 64, 64, 3)) -> dict[str, Any]:
-  """The model's variables as ShapeDtypeStructs, without allocating or computing anything."""
-  return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(input_shape, jnp.float32))
+  """The model's variables as ShapeDtypeStructs (in its own layout), without allocating or computing anything."""
+  return flax.core.unfreeze(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(input_shape, jnp.float32)))
 
 
 def expected_torch_shapes(model: nn.Module) -> dict[str, tuple[tuple[str, tuple[str, ...]], tuple[int, ...]]]:
-  """PyTorch key -> ((collection, flax path), PyTorch shape) for every variable of ``model``."""
+  """PyTorch key -> ((collection, flax path one entry per layer), PyTorch shape) for every variable of ``model``."""
   expected = {}
   for collection, tree in model_variable_shapes(model).items():
-    for path, leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(tree)).items():
+    for path, leaf in flax.traverse_util.flatten_dict(scan_layout.unstack(tree)).items():
       shape = leaf.shape[::-1] if len(leaf.shape) == 2 else (
           tuple(leaf.shape[i] for i in (3, 2, 0, 1)) if len(leaf.shape) == 4 else leaf.shape)
       expected[torch_key(collection, path)] = ((collection, path), tuple(shape))
@@ -170,7 +172,7 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
     # Variables do not depend on the input size; the smallest size every option accepts keeps this cheap.
     fresh = compilation.run_once(model.init, rng if rng is not None else jax.random.key(0),
                                  jnp.zeros((1, 32, 32, 3), jnp.float32))
-    fresh = flax.core.unfreeze(fresh)
+    fresh = scan_layout.unstack(flax.core.unfreeze(fresh))
   variables: dict[str, dict] = {}
   loaded = []
   param_dtype = model_param_dtype(model)
@@ -182,7 +184,8 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
       value = _get_path(fresh[collection], path)
     variables.setdefault(collection, {})[path] = value
   report = LoadReport(loaded=loaded, reinitialized=reinitialized, ignored=ignored + unexpected)
-  return {c: flax.traverse_util.unflatten_dict(v) for c, v in variables.items()}, report
+  layout = model_variable_shapes(model)
+  return {c: scan_layout.stack(flax.traverse_util.unflatten_dict(v), layout[c]) for c, v in variables.items()}, report
 
 
 def load_pytorch_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any], *, strict: bool = True,
@@ -198,10 +201,10 @@ def load_pytorch_weights(model: nn.Module, source: str | os.PathLike | Mapping[s
 
 
 def to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """The PyTorch state_dict (official key names and layouts) of Flax ``variables``."""
+  """The PyTorch state_dict (official key names and layouts) of Flax ``variables`` (either layout)."""
   state = {}
   for collection in ("params", "batch_stats"):
-    tree = flax.core.unfreeze(variables.get(collection, {}))
+    tree = scan_layout.unstack(flax.core.unfreeze(variables.get(collection, {})))
     for path, leaf in flax.traverse_util.flatten_dict(tree).items():
       state[torch_key(collection, path)] = to_torch_layout(np.asarray(leaf, dtype=np.float32))
   return state

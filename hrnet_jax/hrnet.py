@@ -11,13 +11,15 @@ Submodule names follow the official PyTorch state_dict with ``.`` before an inde
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal, Sequence
+import functools
+import itertools
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hrnet_jax import layers
+from hrnet_jax import layers, scan_layout
 from hrnet_jax.layers import ModuleDef
 
 BlockName = Literal["BASIC", "BOTTLENECK"]
@@ -128,6 +130,22 @@ def _shortcut(block: BasicBlock | Bottleneck, x: jax.Array) -> jax.Array:
 
 BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
 
+
+def apply_repeated(layer: Callable[..., nn.Module], x: Any, prefix: str, start: int, stop: int, scan: bool) -> Any:
+  """Applies the identical layers ``{prefix}_{start}`` ... ``{prefix}_{stop - 1}`` one after another.
+
+  With ``scan`` (and two or more layers) they become one ``nn.scan`` named ``{prefix}_{start}_to_{stop - 1}``
+  whose variables are stacked on a leading axis (``scan_layout`` converts): XLA compiles the layer once instead of
+  once per copy.
+  """
+  if not scan or stop - start < 2:
+    for k in range(start, stop):
+      x = layer(name=f"{prefix}_{k}")(x)
+    return x
+  repeated = nn.scan(lambda module, carry, _: (module(carry), None), variable_axes={"params": 0, "batch_stats": 0},
+                     split_rngs={"params": True}, length=stop - start)
+  return repeated(layer(name=scan_layout.stack_name(prefix, start, stop)), x, None)[0]
+
 # The stage 1 that the official pose code hard-wires, whatever its YAML says.
 FIXED_STAGE1 = StageSpec(num_modules=1, block="BOTTLENECK", num_blocks=(4,), num_channels=(64,))
 
@@ -163,15 +181,15 @@ class HighResolutionModule(nn.Module):
   norm: ModuleDef
   fuse: bool = True
   multi_scale_output: bool = True
+  scan_repeats: bool = False
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array]) -> list[jax.Array]:
     block = BLOCKS[self.block]
-    branches = []
-    for i, x in enumerate(xs):
-      for b in range(self.num_blocks[i]):
-        x = block(self.num_channels[i], self.conv, self.norm, name=f"branches_{i}_{b}")(x)
-      branches.append(x)
+    branches = [
+        apply_repeated(functools.partial(block, self.num_channels[i], self.conv, self.norm), x, f"branches_{i}", 0,
+                       self.num_blocks[i], self.scan_repeats)
+        for i, x in enumerate(xs)]
     if len(branches) == 1 or not self.fuse:
       return branches
 
@@ -232,6 +250,7 @@ class HRNetBackbone(nn.Module):
   multi_scale_output: bool = True
   bn_momentum: float = 0.1
   conv_init: str = "he"
+  scan_repeats: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -239,27 +258,33 @@ class HRNetBackbone(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     if self.fuse_schedule not in ("every", "across", "final"):
       raise ValueError(f"fuse_schedule must be 'every', 'across' or 'final', got {self.fuse_schedule!r}")
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init,
+                                      in_loops=self.scan_repeats)
     x = jnp.asarray(x, self.dtype)
     x = nn.relu(norm(name="bn1")(layers.conv3x3(conv, 64, 2, name="conv1")(x)))
     x = nn.relu(norm(name="bn2")(layers.conv3x3(conv, 64, 2, name="conv2")(x)))
 
     stage1 = FIXED_STAGE1 if self.fixed_stage1 else self.spec.stages[0]
-    block = BLOCKS[stage1.block]
-    for b in range(stage1.num_blocks[0]):
-      x = block(stage1.num_channels[0], conv, norm, name=f"layer1_{b}")(x)
-    branches = [x]
+    block = functools.partial(BLOCKS[stage1.block], stage1.num_channels[0], conv, norm)
+    x = block(name="layer1_0")(x)  # the first block changes the width (a downsample shortcut): never repeated
+    branches = [apply_repeated(block, x, "layer1", 1, stage1.num_blocks[0], self.scan_repeats)]
 
     later_stages = self.spec.stages[1:]
     for s, stage in enumerate(later_stages, start=2):
       branches = self._transition(s - 1, branches, stage.out_channels, conv, norm)
-      for m in range(stage.num_modules):
+
+      def module_options(m: int) -> tuple[bool, bool]:
         last_of_stage = m == stage.num_modules - 1
         last_of_network = last_of_stage and s == 1 + len(later_stages)
         fuse = {"every": True, "across": last_of_stage, "final": last_of_network}[self.fuse_schedule]
-        branches = HighResolutionModule(
-            stage.block, stage.num_blocks, stage.num_channels, self.fusion, conv, norm, fuse=fuse,
-            multi_scale_output=self.multi_scale_output or not last_of_network, name=f"stage{s}_{m}")(branches)
+        return fuse, self.multi_scale_output or not last_of_network
+
+      for (fuse, multi_scale), group in itertools.groupby(range(stage.num_modules), key=module_options):
+        indices = list(group)
+        module = functools.partial(
+            HighResolutionModule, stage.block, stage.num_blocks, stage.num_channels, self.fusion, conv, norm,
+            fuse=fuse, multi_scale_output=multi_scale, scan_repeats=self.scan_repeats)
+        branches = apply_repeated(module, branches, f"stage{s}", indices[0], indices[-1] + 1, self.scan_repeats)
       self.sow("intermediates", f"stage{s}", tuple(branches))
     return branches
 

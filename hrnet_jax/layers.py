@@ -7,7 +7,7 @@ Resizing follows PyTorch's semantics exactly, because the official HRNet numbers
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -26,17 +26,75 @@ PAD_1X1 = ((0, 0), (0, 0))
 CONV_INITS = {"he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"), "normal": nn.initializers.normal(0.001)}
 
 
-def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool,
-                  conv_init: str = "he") -> tuple[ModuleDef, ModuleDef]:
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _forward_conv(x, w, strides, padding, precision):
+  return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _channels_last_conv(x, w, strides, padding, precision):
+  return _forward_conv(x, w, strides, padding, precision)
+
+
+def _channels_last_conv_fwd(x, w, strides, padding, precision):
+  return _forward_conv(x, w, strides, padding, precision), (x, w)
+
+
+def _channels_last_conv_bwd(strides, padding, precision, residuals, dy):
+  """Both gradients as forward NHWC/HWIO convolutions (what XLA's CPU backend rewrites them to, but only outside
+  loops); the values are the same as JAX's own gradient."""
+  x, w = residuals
+  sizes = list(zip(x.shape[1:3], dy.shape[1:3], w.shape[:2], strides, padding))
+  # Input gradient: the stride-dilated output gradient correlated with the flipped, transposed kernel.
+  dx_padding = [(k - 1 - lo, n - (o - 1) * s + lo - 1) for n, o, k, s, (lo, _) in sizes]
+  kernel_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  dx = jax.lax.conv_general_dilated(dy, kernel_t, (1, 1), dx_padding, lhs_dilation=strides, dimension_numbers=_NHWC,
+                                    precision=precision)
+  # Kernel gradient: input channels as the batch, the batch as the features, the output gradient as the kernel.
+  dw_padding = [(lo, k + (o - 1) * s - n - lo) for n, o, k, s, (lo, _) in sizes]
+  dw = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1), dw_padding,
+                                    rhs_dilation=strides, dimension_numbers=_NHWC, precision=precision)
+  return dx.astype(x.dtype), dw.transpose(1, 2, 0, 3).astype(w.dtype)
+
+
+_channels_last_conv.defvjp(_channels_last_conv_fwd, _channels_last_conv_bwd)
+
+
+def loop_safe_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                   lhs_dilation=None, rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                   precision=None) -> jax.Array:
+  """``lax.conv_general_dilated`` for ``nn.Conv``, with a gradient that stays fast inside ``scan`` on CPU.
+
+  XLA's CPU backend rewrites gradient convolutions into the channels-last form its fast kernels take only in the
+  entry computation; inside a loop body they run on a naive loop nest (jax-ml/jax#12868: a scanned HRNet-W18
+  train step measured 8x slower). On CPU the gradient is therefore written in that form here; other platforms
+  keep JAX's own (cuDNN and TPU handle any layout).
+  """
+  expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  if (feature_group_count != 1 or any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != expected):
+    raise ValueError("loop_safe_conv takes NHWC inputs, HWIO kernels, one group and no dilation")
+  strides, pads = tuple(window_strides), tuple(tuple(p) for p in padding)
+  return jax.lax.platform_dependent(
+      lhs, rhs, cpu=lambda x, w: _channels_last_conv(x, w, strides, pads, precision),
+      default=lambda x, w: _forward_conv(x, w, strides, pads, precision))
+
+
+def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool, conv_init: str = "he",
+                  in_loops: bool = False) -> tuple[ModuleDef, ModuleDef]:
   """Returns (conv, norm) constructors configured the way every HRNet layer uses them.
 
   ``bn_momentum`` is PyTorch's convention (weight of the new batch); Flax's momentum is its complement.
   BatchNorm statistics are always float32, whatever the compute dtype. ``conv_init``: a key of ``CONV_INITS``.
+  ``in_loops``: the convs will run inside ``scan`` (``loop_safe_conv``).
   """
   if conv_init not in CONV_INITS:
     raise ValueError(f"conv_init must be one of {sorted(CONV_INITS)}, got {conv_init!r}")
   conv = functools.partial(
-      nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=CONV_INITS[conv_init])
+      nn.Conv, use_bias=False, dtype=dtype, param_dtype=param_dtype, kernel_init=CONV_INITS[conv_init],
+      conv_general_dilated=loop_safe_conv if in_loops else None)
   norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=1.0 - bn_momentum, epsilon=1e-5, use_fast_variance=False,
       dtype=dtype, param_dtype=param_dtype)

@@ -92,7 +92,7 @@ TASKS: dict[str, TaskDefaults] = {
 }
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
-                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "dtype",
+                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "scan_repeats", "dtype",
                     "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "head_channels", "final_channels")
 
@@ -145,7 +145,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
   options = {"fusion_upsample": defaults.fusion_upsample, "align_corners": defaults.align_corners,
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
              "four_streams": False, "fixed_stage1": defaults.fixed_stage1, "bn_momentum": defaults.bn_momentum,
-             "conv_init": "he",
+             "conv_init": "he", "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
              "final_channels": 2048, **overrides}
@@ -160,7 +160,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
                            options["fusion_op"]),
       fixed_stage1=options["fixed_stage1"], fuse_schedule=options["fuse_schedule"],
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
-      conv_init=options["conv_init"], dtype=options["dtype"], param_dtype=options["param_dtype"])
+      conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"], param_dtype=options["param_dtype"])
   return HRNet(backbone=backbone, head=_make_head(options, count))
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrnet_jax import scan_layout
 from hrnet_jax.models import TASKS, VARIANTS, create_model
 
 
@@ -66,24 +67,29 @@ def _part_of(path: tuple[str, ...]) -> str:
 
 def conv_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
   """Multiply-accumulates of every Conv and Dense (all kernel taps), grouped by network part."""
-  macs: dict[str, int] = collections.defaultdict(int)
+  per_module: dict[tuple[str, ...], int] = {}
 
   def count(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense)):
       taps = int(np.prod(module.kernel_size)) if isinstance(module, nn.Conv) else 1
-      macs[_part_of(module.path)] += int(np.prod(out.shape)) * args[0].shape[-1] * taps
+      # By path: nn.scan traces its body more than once, and a scanned layer stands for several.
+      per_module[module.path] = int(np.prod(out.shape)) * args[0].shape[-1] * taps * scan_layout.copies(module.path)
     return out
 
   with nn.intercept_methods(count):
     jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(input_shape, jnp.float32))
+  macs: dict[str, int] = collections.defaultdict(int)
+  for path, module_macs in per_module.items():
+    macs[_part_of(path)] += module_macs
   return dict(macs)
 
 
 def summarize(name: str, task: str = "classification", size: tuple[int, int] = (224, 224),
               **overrides: Any) -> ModelSummary:
-  model = create_model(name, task=task, **overrides)
+  # The same network; XLA's count below would see a scanned layer once.
+  model = create_model(name, task=task, **{**overrides, "scan_repeats": False})
   input_shape = (1, *size, 3)
   images = jax.ShapeDtypeStruct(input_shape, jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), images)

@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from hrnet_jax import checkpointing, compilation, convert, metric_writer, optim, sharding, tasks
+from hrnet_jax import checkpointing, compilation, convert, metric_writer, optim, scan_layout, sharding, tasks
 from hrnet_jax.tasks.base import Task
 
 
@@ -99,16 +99,16 @@ def load_init_from(config: ml_collections.ConfigDict, model, fresh: dict[str, An
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
   loaded = checkpointing.read_variables(path)
   merged, kept, reinitialized = {}, [], []
-  for collection in ("params", "batch_stats"):
-    source = flax.traverse_util.flatten_dict(loaded[collection], sep="/")
-    target = flax.traverse_util.flatten_dict(fresh[collection], sep="/")
+  for collection in ("params", "batch_stats"):  # matched one entry per layer: either model layout loads
+    source = flax.traverse_util.flatten_dict(scan_layout.unstack(loaded[collection]), sep="/")
+    target = flax.traverse_util.flatten_dict(scan_layout.unstack(fresh[collection]), sep="/")
     for key, value in target.items():
       if key in source and np.shape(source[key]) == value.shape:
         target[key] = jnp.asarray(source[key], value.dtype)
         kept.append(key)
       else:
         reinitialized.append(key)
-    merged[collection] = flax.traverse_util.unflatten_dict(target, sep="/")
+    merged[collection] = scan_layout.stack(flax.traverse_util.unflatten_dict(target, sep="/"), fresh[collection])
   logging.info("init_from %s: loaded %d tensors; re-initialised %d: %s", path, len(kept), len(reinitialized),
                ", ".join(reinitialized) or "none")
   return merged

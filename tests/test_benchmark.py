@@ -38,6 +38,15 @@ def test_inference_flops_are_per_device_on_eight_devices():
   assert infer.flops_per_step == pytest.approx(2 * one_image, rel=0.05)  # not 16 images: per device
 
 
+def test_scanned_repeats_report_the_same_model_flops():
+  """XLA's cost analysis counts a loop body once: the FLOPs of a scanned network come from its unrolled twin."""
+  overrides = {"num_classes": 4, "head_channels": (8, 16, 32, 64), "final_channels": 64}
+  results = [benchmark.run_benchmark("hrnet_tiny", size=(32, 32), batch=8, mode="infer", steps=1, warmup=0,
+                                     overrides={**overrides, "scan_repeats": scan}) for scan in (False, True)]
+  assert results[1].overrides["scan_repeats"] and results[1].params == results[0].params
+  assert results[1].flops_per_step == results[0].flops_per_step > 0
+
+
 def test_pipeline_benchmark_reports_examples_per_second_per_core(data_dir):
   result = run_module("data.benchmark", f"--config={REPO}/configs/demo.py", f"--config.data.data_dir={data_dir}",
                       "--batches=3", "--warmup=1")

@@ -33,11 +33,12 @@ def zeros_state_dict(shapes):
   return {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
 
 
-@pytest.mark.parametrize("name", sorted(KEY_LISTS))
-def test_official_key_lists_map_completely(name):
+@pytest.mark.parametrize("name,scan_repeats", [(name, False) for name in sorted(KEY_LISTS)] + [
+    ("cls_hrnet_w18_small_v2", True), ("pose_w32_256x192_adam_lr1e-3", True), ("seg_hrnet_w48_cityscapes", True)])
+def test_official_key_lists_map_completely(name, scan_repeats):
   variant, task = KEY_LISTS[name]
   shapes = official_shapes(name)
-  expected = convert.expected_torch_shapes(hrnet_jax.create_model(variant, task=task))
+  expected = convert.expected_torch_shapes(hrnet_jax.create_model(variant, task=task, scan_repeats=scan_repeats))
   official = {k: s for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
   assert sorted(set(official) - set(expected)) == []  # nothing unexpected
   assert sorted(set(expected) - set(official)) == []  # nothing missing
@@ -55,6 +56,21 @@ def test_full_size_state_dict_loads_and_round_trips():
   back = convert.to_state_dict(variables)
   assert set(back) == {k for k in shapes if not k.endswith("num_batches_tracked")}
   for key, value in back.items():
+    np.testing.assert_array_equal(value, state[key], err_msg=key)
+
+
+def test_either_layout_loads_the_same_state_dict_and_writes_it_back():
+  shapes = official_shapes("seg_hrnet_w18_small_v2_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484")
+  rng = np.random.default_rng(0)
+  state = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items() if s}
+  per_layer = hrnet_jax.create_model("hrnet_w18_small_v2", task="segmentation")
+  scanned = hrnet_jax.create_model("hrnet_w18_small_v2", task="segmentation", scan_repeats=True)
+  stacked = hrnet_jax.load_pytorch_weights(scanned, state)
+  assert stacked["params"]["backbone"]["stage3_0_to_2"]["branches_2_0_to_1"]["conv1"]["kernel"].shape == (
+      3, 2, 3, 3, 72, 72)
+  assert convert.to_state_dict(stacked).keys() == convert.to_state_dict(
+      hrnet_jax.load_pytorch_weights(per_layer, state)).keys()
+  for key, value in convert.to_state_dict(stacked).items():
     np.testing.assert_array_equal(value, state[key], err_msg=key)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import hrnet_jax
-from hrnet_jax import compilation, layers, summary
+from hrnet_jax import compilation, layers, scan_layout, summary
 from hrnet_jax.models import count_parameters
 from conftest import shared_path
 
@@ -63,9 +63,11 @@ def nchw(x):
   return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
 
 
+@pytest.mark.parametrize("scan_repeats", [False, True])
 @pytest.mark.parametrize("name", sorted(GOLDEN))
-def test_golden_parity_with_official_pytorch(name):
+def test_golden_parity_with_official_pytorch(name, scan_repeats):
   meta, arrays, model, state_dict = load_golden(name)
+  model = model.clone(backbone=model.backbone.clone(scan_repeats=scan_repeats))
   assert count_parameters(model, (1, 64, 96, 3)) == meta["params"]
   variables = hrnet_jax.load_pytorch_weights(model, state_dict)
   images = jnp.asarray(arrays["input"].transpose(0, 2, 3, 1))
@@ -157,6 +159,48 @@ def test_features_and_detection_outputs():
   levels = jax.eval_shape(lambda: hrnet_jax.create_model("hrnet_tiny", task="detection").init_with_output(
       jax.random.key(0), x)[0])
   assert [lv.shape for lv in levels] == [(1, 32 // 2**k, 32 // 2**k, 256) for k in range(5)]
+
+
+# Every kind of repeat: stage 1's blocks after the first, the blocks of each branch, and a stage's modules (the pose
+# network's last module outputs one branch, so it is not stacked with the others).
+REPEATING_SPEC = hrnet_jax.HRNetSpec((
+    hrnet_jax.StageSpec(1, "BOTTLENECK", (3,), (8,)),
+    hrnet_jax.StageSpec(1, "BASIC", (2, 2), (4, 8)),
+    hrnet_jax.StageSpec(3, "BASIC", (2, 1, 2), (4, 8, 16)),
+    hrnet_jax.StageSpec(3, "BASIC", (1, 1, 1, 2), (4, 8, 16, 32)),
+))
+
+
+def test_scanned_repeats_are_stacked_and_compute_exactly_the_same():
+  options = {"num_keypoints": 3, "fixed_stage1": False}
+  per_layer = hrnet_jax.create_model(REPEATING_SPEC, task="pose", **options)
+  scanned = hrnet_jax.create_model(REPEATING_SPEC, task="pose", scan_repeats=True, **options)
+  images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
+  variables = compilation.run_once(per_layer.init, jax.random.key(0), images)
+  like = jax.eval_shape(scanned.init, jax.random.key(0), images)
+  stacked = {c: scan_layout.stack(variables[c], like[c]) for c in variables}
+  chex.assert_trees_all_equal_shapes_and_dtypes(stacked, like)
+  backbone = stacked["params"]["backbone"]
+  assert backbone["layer1_1_to_2"]["conv1"]["kernel"].shape == (2, 1, 1, 32, 8)
+  assert backbone["stage4_0_to_1"]["branches_3_0_to_1"]["conv1"]["kernel"].shape == (2, 2, 3, 3, 32, 32)
+  assert "stage4_2" in backbone and "stage3_0_to_2" in backbone and "stage2_0" in backbone
+  assert count_parameters(scanned) == count_parameters(per_layer)
+  assert summary.conv_macs(scanned, images.shape) == summary.conv_macs(per_layer, images.shape)
+
+  def loss_and_stats(model, params, batch_stats):
+    def loss_fn(p):
+      out, updates = model.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
+                                 mutable=["batch_stats"])
+      return jnp.sum(out * jnp.arange(out.size, dtype=out.dtype).reshape(out.shape) / out.size), (out, updates)
+    (_, (out, updates)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
+    return out, updates["batch_stats"], grads
+
+  out, stats, grads = loss_and_stats(per_layer, variables["params"], variables["batch_stats"])
+  scanned_out, scanned_stats, scanned_grads = loss_and_stats(scanned, stacked["params"], stacked["batch_stats"])
+  np.testing.assert_allclose(scanned_out, out, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(scan_layout.unstack(scanned_stats), stats, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(scan_layout.unstack(scanned_grads), grads, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_equal(scan_layout.unstack(stacked), jax.tree.map(np.asarray, variables))
 
 
 def _fusing_modules(model, size=(64, 64)):

@@ -7,9 +7,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import config_lib, convert, metric_writer, optim, tasks, trainer
+from hrnet_jax import config_lib, convert, metric_writer, models, optim, scan_layout, tasks, trainer
 from helpers import REPO, cli_env
 from test_engine import cli_args
 
@@ -103,3 +104,23 @@ def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, c
   assert "re-initialised 2: classifier.bias, classifier.weight" in caplog.text
   chex.assert_trees_all_close(loaded["params"]["backbone"], trained["params"]["backbone"])
   assert loaded["params"]["head"]["classifier"]["kernel"].shape == (256, 4)  # fresh, of the model's class count
+
+
+def test_init_from_an_orbax_checkpoint_of_the_other_layout(tmp_path):
+  """Weights saved one entry per layer start a model that stacks its repeated layers (and the log counts them)."""
+  per_layer = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
+  scanned = models.create_model("hrnet_tiny", task="segmentation", num_classes=3, scan_repeats=True)
+  images = jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32)
+  rng = np.random.default_rng(0)
+  trained = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype),
+                         jax.eval_shape(per_layer.init, jax.random.key(0), images))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "ckpt", {"step": np.int32(5), **trained})
+  checkpointer.wait_until_finished()
+  config = config_lib.base_config()
+  config.init_from = str(tmp_path / "ckpt")
+  fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(scanned.init, jax.random.key(0), images))
+  loaded = trainer.load_init_from(config, scanned, fresh)
+  chex.assert_trees_all_equal_shapes(loaded, fresh)
+  assert loaded["params"]["backbone"]["stage3_0_to_1"]["branches_0_0"]["conv1"]["kernel"].shape[0] == 2
+  chex.assert_trees_all_equal({c: scan_layout.unstack(loaded[c]) for c in loaded}, trained)

@@ -26,8 +26,9 @@ class Task(abc.ABC):
 
   def create_model(self) -> nn.Module:
     model = self.config.model
+    options = {"scan_repeats": model.scan_repeats, **dict(model.overrides)}
     return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype),
-                               param_dtype=jnp.dtype(model.param_dtype), **dict(model.overrides))
+                               param_dtype=jnp.dtype(model.param_dtype), **options)
 
   def check_dataset(self, class_names: list[str] | None) -> None:
     """Raises ValueError when the dataset's labels cannot be this model's outputs (e.g. a class-count mismatch)."""
