@@ -1,6 +1,7 @@
 """The HRNet family against the official code: parameter counts, golden outputs, MACs, options, dtypes."""
 
 import json
+import re
 
 import chex
 import flax
@@ -321,3 +322,29 @@ def test_official_dense_init_draws_every_conv_from_normal_0_001():
   kernels = {k: v for k, v in flax.traverse_util.flatten_dict(params, sep="/").items() if k.endswith("kernel")}
   values = np.concatenate([np.ravel(v) for v in kernels.values()])
   assert abs(values.std() - 0.001) < 5e-5 and abs(values.mean()) < 5e-5
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [((2, 9, 7, 3), 3, 2), ((2, 8, 8, 4), 3, 1), ((1, 5, 6, 4), 1, 2),
+                                                 ((2, 10, 10, 3), 3, 2)])
+def test_loop_safe_conv_gradient_equals_jax_and_stays_channels_last_in_a_scan(shape, kernel, stride):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 5)), jnp.float32)
+  pad = ((kernel // 2, kernel // 2),) * 2
+  nhwc = ("NHWC", "HWIO", "NHWC")
+  highest = jax.lax.Precision.HIGHEST
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (stride, stride), pad, dimension_numbers=nhwc, precision=highest)))
+
+  expected = jax.grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w)
+  chex.assert_trees_all_close(jax.grad(loss(layers.loop_safe_conv), (0, 1))(x, w), expected, rtol=1e-5, atol=1e-5)
+
+  def scanned(w, x):  # the same kernel applied twice in a loop, as nn.scan runs repeated layers
+    def body(carry, kernel_):
+      return jnp.tanh(layers.loop_safe_conv(carry, kernel_, (1, 1), pad, dimension_numbers=nhwc)), None
+    return jnp.sum(jax.lax.scan(body, x, jnp.stack([w[..., :shape[-1]]] * 2))[0])
+
+  hlo = jax.jit(jax.grad(scanned)).lower(w, x).compile().as_text()
+  labels = set(re.findall(r"convolution\(.*dim_labels=(\S+?),", hlo))
+  assert labels == {"b01f_01io->b01f"}  # the only form XLA:CPU runs on its fast kernels
