@@ -9,6 +9,13 @@ for mode in train infer; do
   python -m hrnet_jax.benchmark --model hrnet_w18 --size 224x224 --batch 8 --mode $mode --steps 5 --warmup 1 --output $OUT
 done
 python -m hrnet_jax.benchmark --model hrnet_tiny --size 64x64 --batch 32 --mode train --dtype bfloat16 --steps 20 $TINY_HEAD --output $OUT
+# Repeated modules and blocks as nn.scan (model option scan_repeats): compile time and step time, side by side.
+for mode in train infer; do
+  for scan in false true; do
+    python -m hrnet_jax.benchmark --model hrnet_w18 --size 224x224 --batch 8 --mode $mode --steps 7 --warmup 2 \
+      --override scan_repeats=$scan --output benchmarks/scan_cpu.jsonl
+  done
+done
 for mode in train infer; do  # the tiny pose config's network (configs/coco_pose.py:tiny)
   python -m hrnet_jax.benchmark --model hrnet_tiny --task pose --size 64x64 --batch 32 --mode $mode --steps 20 \
     --override num_keypoints=6 --override fixed_stage1=false --output $OUT
