@@ -3,13 +3,13 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import hrnet_jax
 from hrnet_jax import convert
 from conftest import shared_path
+from helpers import random_variables
 
 # keys_<file>.json -> (variant, task)
 KEY_LISTS = {
@@ -117,7 +117,7 @@ def test_reinit_head_keeps_backbone_and_reports_new_head():
 
 def test_wrapper_prefixes_aliases_and_file_formats(tmp_path):
   model = hrnet_jax.create_model("hrnet_tiny", task="landmarks", num_landmarks=5)
-  variables = jax.jit(model.init)(jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
+  variables = random_variables(model, seed=3)
   state = convert.to_state_dict(variables)
   # As the official landmark code names its head, inside a DataParallel wrapper, with BN counters.
   wrapped = {"module." + k.replace("last_layer.", "head."): v for k, v in state.items()}
@@ -133,7 +133,7 @@ def test_wrapper_prefixes_aliases_and_file_formats(tmp_path):
 def test_pth_files_load_through_torch(tmp_path):
   torch = pytest.importorskip("torch", reason="reading .pth needs the optional [torch] extra")
   model = hrnet_jax.create_model("hrnet_tiny", task="pose")
-  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  variables = random_variables(model)
   state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in convert.to_state_dict(variables).items()}
   torch.save({"state_dict": state}, tmp_path / "model.pth")
   loaded = hrnet_jax.load_pytorch_weights(model, tmp_path / "model.pth")

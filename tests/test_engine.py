@@ -9,27 +9,22 @@ import time
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import checkpointing, config_lib, metric_writer, sharding
-from helpers import REPO, cli_env
+from hrnet_jax import checkpointing, metric_writer, sharding
+from helpers import REPO, cli_env, random_variables
 
 DEMO = os.path.join(REPO, "configs", "demo.py")
-# 20 steps of 16 images, a log line and a metrics row per step, a checkpoint every 10, and an eval of 200 images
+# 8 steps of 16 images, a log line and a metrics row per step, a checkpoint every 4, and an eval of 200 images
 # (three full batches of 64 and a padded one). A small constant learning rate keeps training out of the chaotic
-# regime where float rounding (which differs with the device count) would be amplified step after step.
-SHORT_RUN = {"total_steps": 20, "global_batch_size": 16, "eval_batch_size": 64, "log_every": 1, "data.image_size": 32,
+# regime where float rounding (which differs with the device count) would be amplified step after step. Steps are
+# few because the two-process run's are slow: gloo all-reduces each of the 551 gradients separately (~2.4 s a step).
+SHORT_RUN = {"total_steps": 8, "global_batch_size": 16, "eval_batch_size": 64, "log_every": 1, "data.image_size": 32,
              "data.eval_split": "validation[:200]",
-             "checkpoint_every": 10, "eval_every": 0, "best_metric": "", "optimizer.learning_rate": 0.01,
+             "checkpoint_every": 4, "eval_every": 0, "best_metric": "", "optimizer.learning_rate": 0.01,
              "schedule.name": "constant", "schedule.warmup_epochs": 0.0}
-
-
-def short_config(data_dir, **overrides):
-  values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
-  return config_lib.load(DEMO, values)
 
 
 def cli_args(workdir, data_dir, **overrides):
@@ -84,7 +79,7 @@ def eval_count(workdir):
 def test_one_and_eight_devices_give_the_same_losses(data_dir, tmp_path, eight_device_run):
   finish(run_float64(str(tmp_path), data_dir, devices=1))
   one, eight = train_losses(str(tmp_path)), train_losses(eight_device_run)
-  assert len(one) == len(eight) == 20
+  assert len(one) == len(eight) == SHORT_RUN["total_steps"]
   np.testing.assert_allclose(one, eight, rtol=1e-3)
   assert eval_count(str(tmp_path)) == eval_count(eight_device_run) == 200  # every eval example exactly once
 
@@ -98,35 +93,35 @@ def test_two_processes_match_one_process(data_dir, tmp_path, eight_device_run):
       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]) for i in range(2)]
   outputs = [finish(p) for p in procs]
   assert "process 1 of 2, 4 local / 8 global devices" in outputs[1]
-  assert len(train_losses(workdir)) == 20
+  assert len(train_losses(workdir)) == SHORT_RUN["total_steps"]
   np.testing.assert_allclose(train_losses(workdir), train_losses(eight_device_run), rtol=1e-3)
   assert eval_count(workdir) == 200  # each process evaluated its half; together every example once
 
 
 def test_sigkill_then_rerun_is_bit_exact(data_dir, tmp_path):
-  steps = {"total_steps": 40, "checkpoint_every": 10, "log_every": 10}
+  steps = {"total_steps": 20, "checkpoint_every": 5, "log_every": 5, "data.eval_split": "validation[:64]"}
   straight = str(tmp_path / "straight")
   assert run_cli(straight, data_dir, **steps).returncode == 0
 
   killed = str(tmp_path / "killed")
   proc = subprocess.Popen(cli_args(killed, data_dir, **steps), env=cli_env(1), cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first = os.path.join(killed, "checkpoints", "10")
+  first = os.path.join(killed, "checkpoints", "5")
   while not os.path.isdir(first) and proc.poll() is None:
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL
-  assert not os.path.isdir(os.path.join(killed, "checkpoints", "40")), "killed too late to test anything"
+  assert not os.path.isdir(os.path.join(killed, "checkpoints", "20")), "killed too late to test anything"
   rerun = run_cli(killed, data_dir, **steps)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "resumed from step" in rerun.stderr
-  chex.assert_trees_all_equal(final_state(killed, 40)["params"], final_state(straight, 40)["params"])
-  chex.assert_trees_all_equal(final_state(killed, 40)["batch_stats"], final_state(straight, 40)["batch_stats"])
+  chex.assert_trees_all_equal(final_state(killed, 20)["params"], final_state(straight, 20)["params"])
+  chex.assert_trees_all_equal(final_state(killed, 20)["batch_stats"], final_state(straight, 20)["batch_stats"])
 
 
 def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
-  steps = {"total_steps": 400, "checkpoint_every": 10, "log_every": 10}
+  steps = {"total_steps": 400, "checkpoint_every": 10, "log_every": 10, "data.eval_split": "validation[:64]"}
   workdir = str(tmp_path)
   proc = subprocess.Popen(cli_args(workdir, data_dir, **steps), env=cli_env(1), cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -138,7 +133,7 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
   assert "stopped at step" in output
   stopped = max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
   assert 10 <= stopped < 400
-  rerun = run_cli(workdir, data_dir, **{**steps, "total_steps": stopped + 20})
+  rerun = run_cli(workdir, data_dir, **{**steps, "total_steps": stopped + 5})
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"resumed from step {stopped}" in rerun.stderr
 
@@ -146,10 +141,7 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
 def _tiny_state(mesh):
   """A tiny model's variables with distinct random values (not its initialisation, which takes a 20 s compile)."""
   from hrnet_jax import models
-  model = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  rng = np.random.default_rng(0)
-  variables = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+  variables = random_variables(models.create_model("hrnet_tiny", task="segmentation", num_classes=3))
   return sharding.replicate({"step": np.int32(7), **variables}, mesh)
 
 

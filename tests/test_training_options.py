@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from hrnet_jax import config_lib, convert, metric_writer, models, optim, scan_layout, tasks, trainer
-from helpers import REPO, cli_env
+from helpers import REPO, cli_env, random_variables
 from test_engine import cli_args
 
 
@@ -90,9 +90,7 @@ def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, c
   """The backbone loads, the classifier is re-initialised, and the log says which (the loader train() calls)."""
   config = config_lib.load(os.path.join(REPO, "configs", "demo.py"))
   model = tasks.get_task("classification")(config).create_model()
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32))
-  rng = np.random.default_rng(0)
-  trained = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+  trained = random_variables(model)
   state_dict = convert.to_state_dict(trained)
   state_dict["classifier.weight"] = np.zeros((10, 256), np.float32)
   state_dict["classifier.bias"] = np.zeros((10,), np.float32)
@@ -107,19 +105,16 @@ def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, c
 
 
 def test_init_from_an_orbax_checkpoint_of_the_other_layout(tmp_path):
-  """Weights saved one entry per layer start a model that stacks its repeated layers (and the log counts them)."""
+  """Weights saved one entry per layer start a model that stacks its repeated layers."""
   per_layer = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
   scanned = models.create_model("hrnet_tiny", task="segmentation", num_classes=3, scan_repeats=True)
-  images = jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32)
-  rng = np.random.default_rng(0)
-  trained = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype),
-                         jax.eval_shape(per_layer.init, jax.random.key(0), images))
+  trained = random_variables(per_layer)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(tmp_path / "ckpt", {"step": np.int32(5), **trained})
   checkpointer.wait_until_finished()
   config = config_lib.base_config()
   config.init_from = str(tmp_path / "ckpt")
-  fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(scanned.init, jax.random.key(0), images))
+  fresh = jax.tree.map(np.zeros_like, random_variables(scanned))
   loaded = trainer.load_init_from(config, scanned, fresh)
   chex.assert_trees_all_equal_shapes(loaded, fresh)
   assert loaded["params"]["backbone"]["stage3_0_to_1"]["branches_0_0"]["conv1"]["kernel"].shape[0] == 2
