@@ -65,7 +65,15 @@ class Checkpointer:
   def restore(self, abstract_state: Any, step: int | None = None) -> Any:
     """Restores onto the shardings of ``abstract_state`` (a tree of ``jax.ShapeDtypeStruct``)."""
     step = self.latest.latest_step() if step is None else step
-    return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    try:
+      return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except ValueError as error:  # Orbax lists the whole tree difference: its first 300 characters name the problem
+      orbax = str(error).splitlines()[0]
+      raise ValueError(
+          f"the checkpoint at step {step} in {self.latest.directory} does not fit this run's model (was it written "
+          "with other model options, such as model.scan_repeats or model.overrides?). Resume with the options it "
+          "was written with, or start another --workdir with --config.init_from=<this workdir>, which loads what "
+          f"fits into either layout. Orbax: {orbax[:300]}{' ...' if len(orbax) > 300 else ''}") from error
 
   def best_record(self) -> dict[str, Any] | None:
     if not os.path.exists(self._best_record_path):

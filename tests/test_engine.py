@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import checkpointing, metric_writer, sharding
+from hrnet_jax import checkpointing, metric_writer, models, sharding
 from helpers import REPO, cli_env, random_variables
 
 DEMO = os.path.join(REPO, "configs", "demo.py")
@@ -141,7 +141,6 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
 
 def _tiny_state(mesh):
   """A tiny model's variables with distinct random values (not its initialisation, which takes a 20 s compile)."""
-  from hrnet_jax import models
   variables = random_variables(models.create_model("hrnet_tiny", task="segmentation", num_classes=3))
   return sharding.replicate({"step": np.int32(7), **variables}, mesh)
 
@@ -159,6 +158,16 @@ def test_checkpoint_restores_on_another_device_count(tmp_path, save_devices, res
   chex.assert_trees_all_equal(restored, saved)
   assert all(len(x.sharding.device_set) == restore_devices for x in jax.tree.leaves(restored))
   checkpointer.close()
+
+
+def test_resuming_with_other_model_options_is_one_clear_error(tmp_path):
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=1)
+  checkpointer.save(7, _tiny_state(sharding.make_mesh(1)))
+  checkpointer.close()
+  scanned = random_variables(models.create_model("hrnet_tiny", task="segmentation", num_classes=3, scan_repeats=True))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), {"step": np.int32(7), **scanned})
+  with pytest.raises(ValueError, match="does not fit this run's model .*model.scan_repeats.*--config.init_from"):
+    checkpointing.Checkpointer(str(tmp_path), keep=1).restore(abstract)
 
 
 def test_keeps_latest_and_best_apart(tmp_path):
