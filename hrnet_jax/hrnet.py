@@ -146,6 +146,7 @@ def apply_repeated(layer: Callable[..., nn.Module], x: Any, prefix: str, start: 
                      split_rngs={"params": True}, length=stop - start)
   return repeated(layer(name=scan_layout.stack_name(prefix, start, stop)), x, None)[0]
 
+
 # The stage 1 that the official pose code hard-wires, whatever its YAML says.
 FIXED_STAGE1 = StageSpec(num_modules=1, block="BOTTLENECK", num_blocks=(4,), num_channels=(64,))
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-_STACK = re.compile(r"^(?P<prefix>.+)_(?P<start>\d+)_to_(?P<stop>\d+)$")
+_STACK = re.compile(r"^(?P<prefix>.+)_(?P<first>\d+)_to_(?P<last>\d+)$")
 
 
 def stack_name(prefix: str, start: int, stop: int) -> str:
@@ -26,7 +26,7 @@ def _members(name: str) -> list[str] | None:
   match = _STACK.match(name)
   if match is None:
     return None
-  return [f"{match['prefix']}_{k}" for k in range(int(match["start"]), int(match["stop"]) + 1)]
+  return [f"{match['prefix']}_{k}" for k in range(int(match["first"]), int(match["last"]) + 1)]
 
 
 def copies(path: tuple[str, ...]) -> int:
