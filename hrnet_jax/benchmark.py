@@ -9,8 +9,8 @@ devices; the infer mode times the jitted forward pass in eval mode. Compilation 
 XLA compile), then ``--warmup`` steps run untimed and ``--steps`` steps are timed one by one, each synchronised
 with ``block_until_ready``; the figures are medians. FLOPs are model FLOPs: XLA's cost analysis of the step as
 lowered (the global program, divided by the devices), always of the one-module-per-layer network, because XLA
-counts a loop body once and ``scan_repeats=true`` runs repeated layers in loops. MFU = FLOPs per step / median step time / (``--peak-tflops``
-per device).
+counts a loop body once and ``scan_repeats=true`` runs repeated layers in loops. MFU = FLOPs per step / median
+step time / (``--peak-tflops`` per device).
 
 A human-readable summary goes to stderr, one JSON line per run to stdout and, with ``--output``, appended to a
 file (``benchmarks/`` keeps the committed ones).
@@ -178,7 +178,8 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
   memory, memory_source = _peak_memory(compiled)
   device = jax.local_devices()[0]
   return BenchmarkResult(
-      model=model, task=task, overrides=dict(overrides or {}), size=f"{size[0]}x{size[1]}", batch=batch, mode=mode, dtype=dtype,
+      model=model, task=task, overrides=dict(overrides or {}), size=f"{size[0]}x{size[1]}", batch=batch,
+      mode=mode, dtype=dtype,
       platform=device.platform, device_kind=device.device_kind, devices=mesh.devices.size, params=int(params),
       images_per_second=batch / step_seconds, step_ms=1e3 * step_seconds, step_ms_min=1e3 * min(times),
       step_ms_max=1e3 * max(times), timed_steps=steps, compile_seconds=compile_seconds, flops_per_step=flops,

@@ -92,8 +92,8 @@ TASKS: dict[str, TaskDefaults] = {
 }
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
-                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "scan_repeats", "dtype",
-                    "param_dtype")
+                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "scan_repeats",
+                    "dtype", "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "head_channels", "final_channels")
 
 
@@ -160,7 +160,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
                            options["fusion_op"]),
       fixed_stage1=options["fixed_stage1"], fuse_schedule=options["fuse_schedule"],
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
-      conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"], param_dtype=options["param_dtype"])
+      conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"],
+      param_dtype=options["param_dtype"])
   return HRNet(backbone=backbone, head=_make_head(options, count))
 
 

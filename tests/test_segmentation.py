@@ -377,7 +377,7 @@ def test_resize_within_is_pytorch_bilinear_per_example():
     assert (np.asarray(got[n])[oh:] == -7).all() and (np.asarray(got[n])[:, ow:] == -7).all()
 
 
-# ---- loss --------------------------------------------------------------------------------------------------------------
+# ---- loss ------------------------------------------------------------------------------------------------------------
 
 def test_ohem_keeps_the_hard_pixels_as_the_official_criterion():
   rng = np.random.default_rng(5)
@@ -412,7 +412,7 @@ def test_class_weights_weight_the_mean_as_pytorch():
   assert float(loss) == pytest.approx((ce * w).sum() / w.sum(), rel=1e-5)
 
 
-# ---- end to end --------------------------------------------------------------------------------------------------------
+# ---- end to end ------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def trained_segmentation_run(data_dir, tmp_path_factory):
