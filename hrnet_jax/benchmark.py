@@ -121,6 +121,10 @@ def _peak_memory(compiled) -> tuple[int, str]:
   return int(total), "compiled"
 
 
+def _inference_variables(state: trainer.TrainState) -> dict[str, Any]:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size: tuple[int, int] = (224, 224),
                   batch: int = 64, mode: str = "train", dtype: str = "float32", steps: int = 20, warmup: int = 3,
                   peak_tflops: float | None = None, overrides: dict[str, Any] | None = None) -> BenchmarkResult:
@@ -143,14 +147,12 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
                   out_shardings=replicated)(jax.random.key(0, impl="rbg"))
   params = sum(x.size for x in jax.tree.leaves(state.params))
 
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-
   def lower(net, state):
     if mode == "train":
       return trainer.make_train_step(net, task_impl, tx, schedule, config, mesh).lower(state, batch_arrays)
     forward = jax.jit(lambda variables, images: net.apply(variables, images, train=False),
                       in_shardings=(replicated, sharding.batch_sharding(mesh)))
-    return forward.lower({"params": state.params, "batch_stats": state.batch_stats}, batch_arrays["image"])
+    return forward.lower(_inference_variables(state), batch_arrays["image"])
 
   compile_start = time.perf_counter()
   lowered = lower(network, state)
@@ -169,6 +171,8 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
       holder[0], metrics = compiled(holder[0], batch_arrays)  # the state is donated: carry the new one
       return metrics
   else:
+    variables = _inference_variables(state)
+
     def run_step():
       return compiled(variables, batch_arrays["image"])
   times = _time_steps(run_step, warmup, steps)

@@ -132,8 +132,12 @@ def model_variable_shapes(model: nn.Module, input_shape: tuple[int, ...] = (1, 6
 
 def expected_torch_shapes(model: nn.Module) -> dict[str, tuple[tuple[str, tuple[str, ...]], tuple[int, ...]]]:
   """PyTorch key -> ((collection, flax path one entry per layer), PyTorch shape) for every variable of ``model``."""
+  return _torch_shapes(model_variable_shapes(model))
+
+
+def _torch_shapes(variable_shapes: Mapping[str, Any]) -> dict[str, tuple[tuple[str, tuple[str, ...]], tuple[int, ...]]]:
   expected = {}
-  for collection, tree in model_variable_shapes(model).items():
+  for collection, tree in variable_shapes.items():
     for path, leaf in flax.traverse_util.flatten_dict(scan_layout.unstack(tree)).items():
       shape = leaf.shape[::-1] if len(leaf.shape) == 2 else (
           tuple(leaf.shape[i] for i in (3, 2, 0, 1)) if len(leaf.shape) == 4 else leaf.shape)
@@ -150,7 +154,8 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
   reinit_head: keep the backbone from the checkpoint and freshly initialise the head's variables that are
     missing or differ in shape (e.g. a new class count); the report says which.
   """
-  expected = expected_torch_shapes(model)
+  layout = model_variable_shapes(model)  # traced once: the keys to expect and the layout to return
+  expected = _torch_shapes(layout)
   state, ignored = _normalize_keys(read_state_dict(source), set(expected))
   missing = sorted(k for k in expected if k not in state)
   unexpected = sorted(k for k in state if k not in expected)
@@ -184,7 +189,6 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
       value = _get_path(fresh[collection], path)
     variables.setdefault(collection, {})[path] = value
   report = LoadReport(loaded=loaded, reinitialized=reinitialized, ignored=ignored + unexpected)
-  layout = model_variable_shapes(model)
   return {c: scan_layout.stack(flax.traverse_util.unflatten_dict(v), layout[c]) for c, v in variables.items()}, report
 
 
