@@ -13,12 +13,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hrnet_jax import models, sharding
+import hrnet_jax
+from hrnet_jax.engine import sharding
 
 
 def main() -> None:
   mesh = sharding.make_mesh(8)
-  model = models.create_model("hrnet_tiny", task="classification", num_classes=4)
+  model = hrnet_jax.create_model("hrnet_tiny", task="classification", num_classes=4)
   shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32))
   rng = np.random.default_rng(0)
   state = sharding.replicate(jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes), mesh)

@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import optax
 
-from hrnet_jax import compilation, models, trainer
+import hrnet_jax
+from hrnet_jax import compilation
+from hrnet_jax.engine import trainer
 
 
 def main() -> None:
@@ -22,7 +24,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
   jax.config.update("jax_enable_compilation_cache", False)
-  model = models.create_model("hrnet_tiny", task="classification", num_classes=4)
+  model = hrnet_jax.create_model("hrnet_tiny", task="classification", num_classes=4)
 
   def creator(momentum):  # a different constant each time, so that JAX's in-memory cache never answers
     return lambda rng: trainer.init_train_state(model, optax.sgd(0.1, momentum), (64, 64, 3), rng)

@@ -11,11 +11,12 @@ import statistics
 import sys
 import time
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from hrnet_jax.data import image_folder, pipeline, preprocess
+from hrnet_jax import tasks
+from hrnet_jax.data import image_folder, pipeline
+from hrnet_jax.tasks.classification import recipes
 
 
 def batches(source, train_fn, guarded: bool):
@@ -40,7 +41,7 @@ def batches(source, train_fn, guarded: bool):
 
 def main() -> None:
   source = image_folder.ImageFolderSource(sys.argv[1], "train")
-  train_fn, _ = preprocess.imagenet(ml_collections.ConfigDict({"image_size": 224}))
+  train_fn, _ = recipes.imagenet(tasks.recipes()["imagenet"].data_config(image_size=224))
   rates = {"map": [], "map_or_mark": []}
   for _ in range(3):
     for name in rates:

@@ -11,7 +11,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from hrnet_jax import layers
+from hrnet_jax.model import layers
 
 WIDTH, BATCH, SIZE = 18, 8, 56  # the 1/4 branch of W18 at 224
 

@@ -21,7 +21,8 @@ Test-time options, logged beside every mIoU: ``--config.test.scales='(0.5,0.75,1
 windows). ``tiny``: hrnet_tiny on the synthetic shapes' masks at 64x64, with these loss options.
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
+from hrnet_jax.tasks.segmentation.configs import segmentation_config, tiny_segmentation
 
 PAPER_MIOU = {"w48": 81.1, "w18_small_v2": 76.2, "w18_small_v1": 70.3}
 
@@ -32,7 +33,7 @@ def get_config(arg=None):
   options = config_lib.parse_arg(arg, variant="w48", tiny=False)
   if options.variant not in PAPER_MIOU:
     raise ValueError(f"unknown variant {options.variant!r}; known: {', '.join(PAPER_MIOU)}")
-  config = config_lib.segmentation_config(
+  config = segmentation_config(
       model=f"hrnet_{options.variant}", dataset="cityscapes", labels="cityscapes", crop=(512, 1024), base_size=2048,
       eval_canvas=(1024, 2048), batch=12, epochs=484, learning_rate=0.01, weight_decay=5e-4)
   config.class_weights = True
@@ -40,6 +41,6 @@ def get_config(arg=None):
   config.test.update(mode="sliding", window=(1024, 2048), stride=1.0, pad_to_window=False, base_size=2048)
   config.eval_batch_size = 4
   if options.tiny:
-    config_lib.tiny_segmentation(config)
+    tiny_segmentation(config)
     config.ohem.min_kept = 2048
   return config

@@ -26,7 +26,7 @@ the dataset itself is built once into ``data.data_dir`` (``python -m hrnet_jax.d
 
 import os
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
 
 PAPER_AP = {"w32_256x192": 74.4, "w32_384x288": 75.8, "w48_256x192": 75.1, "w48_384x288": 76.3}
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
@@ -43,26 +43,18 @@ def get_config(arg=None):
     raise ValueError(f"boxes must be 'detector' or 'gt', got {options.boxes!r}")
   width, size = options.variant.split("_")
   height, input_width = (int(s) for s in size.split("x"))
-  config = config_lib.base_config()
-  config.task = "pose"
+  config = config_lib.base_config("pose", "topdown_pose")  # the recipe's augmentation defaults are the official ones
   config.model.name = f"hrnet_{width}"
   config.model.overrides = {"num_keypoints": 17}
-  config.data.update(name="coco_keypoints", train_split="train", eval_split="validation", preprocess="topdown_pose",
-                     manual_dir=options.coco_dir)
-  config.data.keypoints = "coco"
+  config.data.update(name="coco_keypoints", train_split="train", eval_split="validation", manual_dir=options.coco_dir,
+                     keypoints="coco")
   config.data.labelled_only = True  # the official sets leave out instances without labelled keypoints
   config.data.input_size = (height, input_width)
   config.data.sigma = 3.0 if height == 384 else 2.0
-  config.data.scale_factor = 0.35
-  config.data.rotation_factor = 45.0
-  config.data.rotation_prob = 0.6
-  config.data.half_body_prob = 0.3
-  config.data.flip = True
-  config.data.box_padding = 1.25
   config.data.annotation_file = os.path.join(options.coco_dir, "annotations", "person_keypoints_val2017.json")
   config.data.detections = os.path.join(options.coco_dir, DETECTIONS) if options.boxes == "detector" else ""
   config.data.image_dir = os.path.join(options.coco_dir, "val2017")
-  config.flip_test = True
+  config.flip_test = True  # with the heatmap shift
   config.global_batch_size = options.batch
   config.eval_batch_size = 256
   config.num_epochs = 210

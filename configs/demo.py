@@ -7,15 +7,14 @@
 Expected figures and timings are in the README, with the command that produced them.
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
 
 
 def get_config(arg=None):
   config_lib.parse_arg(arg)  # no options
-  config = config_lib.base_config()
+  config = config_lib.base_config("classification", "synthetic_classification")
   config.model.name = "hrnet_tiny"
   config.data.name = "synthetic_shapes"
-  config.data.preprocess = "synthetic_classification"
   config.global_batch_size = 32
   config.eval_batch_size = 128
   config.num_epochs = 8  # 4096 images an epoch: 1024 steps

@@ -22,7 +22,7 @@ NME (%) of the official models (paper Tables 13-16 / the official README), the s
 synthetic shapes (polygon vertices as 6 landmarks, normalised by the box size) at 64x64.
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
 
 PAPER_NME = {"wflw": 4.60, "300w": 3.34, "cofw": 3.45, "aflw": 1.57}
 LANDMARKS = {"wflw": 98, "300w": 68, "cofw": 29, "aflw": 19}
@@ -35,20 +35,12 @@ def get_config(arg=None):
   options = config_lib.parse_arg(arg, dataset="wflw", split="", tiny=False, batch=16)
   if options.dataset not in PAPER_NME:
     raise ValueError(f"unknown dataset {options.dataset!r}; known: {', '.join(PAPER_NME)}")
-  config = config_lib.base_config()
-  config.task = "landmarks"
+  config = config_lib.base_config("landmarks", "face_landmarks")  # the recipe's augmentation defaults are official
   config.model.name = "hrnet_w18"
   config.model.overrides = {"num_landmarks": LANDMARKS[options.dataset]}
   config.data.update(name=f"face_landmarks/{options.dataset}", train_split="train",
-                     eval_split=options.split or EVAL_SPLIT[options.dataset], preprocess="face_landmarks")
-  config.data.keypoints = options.dataset
-  config.data.input_size = 256
+                     eval_split=options.split or EVAL_SPLIT[options.dataset], keypoints=options.dataset)
   config.data.sigma = 1.0 if options.dataset == "300w" else 1.5
-  config.data.scale_factor = 0.25
-  config.data.rotation_factor = 30.0
-  config.data.rotation_prob = 0.6
-  config.data.flip = True
-  config.data.box_padding = 1.25
   config.flip_test = False
   config.global_batch_size = options.batch
   config.eval_batch_size = 64

@@ -28,7 +28,7 @@ Top-1 of the official models (paper, TPAMI 2020, Table 9, and the official READM
 ``--config.data.data_dir`` to a folder of class sub-directories; see the README).
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
 
 PAPER_TOP1 = {"w18_small_v1": 72.3, "w18_small_v2": 75.1, "w18": 76.8, "w30": 78.2, "w32": 78.5, "w40": 78.9,
               "w44": 78.9, "w48": 79.3, "w64": 79.5}
@@ -40,15 +40,10 @@ def get_config(arg=None):
   options = config_lib.parse_arg(arg, variant="w18", batch=256, tiny=False, classes=0)
   if not options.tiny and options.variant not in PAPER_TOP1:
     raise ValueError(f"unknown variant {options.variant!r}; known: {', '.join(PAPER_TOP1)}")
-  config = config_lib.base_config()
-  config.task = "classification"
+  config = config_lib.base_config("classification", "imagenet")  # its crops and resize are the official ones
   config.model.name = "hrnet_tiny" if options.tiny else f"hrnet_{options.variant}"
   config.model.overrides = {"num_classes": options.classes or (4 if options.tiny else 1000)}
-  config.data.update(name="imagenet2012", train_split="train", eval_split="validation", preprocess="imagenet",
-                     image_size=224)
-  config.data.eval_resize = 0  # 0: image_size / 0.875 (256 at 224)
-  config.data.crop_area = (0.08, 1.0)
-  config.data.crop_ratio = (3 / 4, 4 / 3)
+  config.data.update(name="imagenet2012", train_split="train", eval_split="validation", image_size=224)
   config.global_batch_size = options.batch
   config.eval_batch_size = 250  # divides the 50,000 validation images; any size is exact (padding is masked)
   config.num_epochs = 100

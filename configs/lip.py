@@ -14,14 +14,15 @@ paper (Table 10): 55.90 (with flip test).
 ``tiny``: hrnet_tiny on the synthetic shapes' masks at 64x64.
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
+from hrnet_jax.tasks.segmentation.configs import segmentation_config, tiny_segmentation
 
 PAPER_MIOU = 55.90
 
 
 def get_config(arg=None):
   options = config_lib.parse_arg(arg, tiny=False)
-  config = config_lib.segmentation_config(
+  config = segmentation_config(
       model="hrnet_w48", dataset="lip", labels="lip", crop=(473, 473), base_size=473, eval_canvas=(473, 473),
       batch=40, epochs=150, learning_rate=0.007, weight_decay=5e-4)
   config.data.resize_to_crop_first = True
@@ -30,5 +31,5 @@ def get_config(arg=None):
   config.data.label_canvas = (1024, 1024)
   config.test.flip = True
   if options.tiny:
-    config_lib.tiny_segmentation(config)
+    tiny_segmentation(config)
   return config

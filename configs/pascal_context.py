@@ -20,7 +20,8 @@ multi-scale and flip testing):
 ``tiny``: hrnet_tiny on the synthetic shapes' masks at 64x64, evaluated in 48x48 sliding windows.
 """
 
-from hrnet_jax import config_lib
+from hrnet_jax.engine import config_lib
+from hrnet_jax.tasks.segmentation.configs import segmentation_config, tiny_segmentation
 
 PAPER_MIOU = {59: 54.0, 60: 48.3}
 CROP = {59: 520, 60: 480}
@@ -33,12 +34,12 @@ def get_config(arg=None):
   if options.classes not in PAPER_MIOU:
     raise ValueError(f"PASCAL-Context has a 59- and a 60-class benchmark, not {options.classes}")
   crop = CROP[options.classes]
-  config = config_lib.segmentation_config(
+  config = segmentation_config(
       model="hrnet_w48", dataset="pascal_context", labels=f"pascal_context_{options.classes}", crop=(crop, crop),
       base_size=520, eval_canvas=(512, 512), batch=16, epochs=200, learning_rate=0.004, weight_decay=1e-4)
   config.data.ignore_background = options.classes == 59
   config.data.variable_size = True
   config.test.update(mode="sliding", window=(crop, crop), stride=2 / 3, pad_to_window=True, base_size=520)
   if options.tiny:
-    config_lib.tiny_segmentation(config)
+    tiny_segmentation(config)
   return config

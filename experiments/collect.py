@@ -36,7 +36,7 @@ class Result:
 
 
 def collect(sweep: sweeps.Sweep, root: str) -> list[Result]:
-  from hrnet_jax import metric_writer  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import metric_writer  # pylint: disable=import-outside-toplevel
   results = []
   for row in sweep.rows:
     workdir = os.path.join(root, row.name)

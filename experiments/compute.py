@@ -24,19 +24,16 @@ TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "coco_keypoints": 149_813, "semanti
 
 
 def input_size(config) -> tuple[int, int]:
-  data = config.data
-  if data.get("input_size"):  # pose crops (h, w)
-    return tuple(data.input_size)
-  if data.get("crop_size"):  # segmentation crops (h, w)
-    return tuple(data.crop_size)
-  size = data.get("image_size") or 224
-  return (size, size)
+  """The network's training input (h, w), as the config's recipe declares it."""
+  from hrnet_jax import tasks  # pylint: disable=import-outside-toplevel
+  return tuple(tasks.recipes()[config.data.preprocess].batch_keys(config.data)[0]["image"].shape[:2])
 
 
 def row_cost(row: sweeps.Row) -> dict[str, float]:
-  from hrnet_jax import summary, tasks  # pylint: disable=import-outside-toplevel
+  from hrnet_jax import tasks  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.model import summary  # pylint: disable=import-outside-toplevel
   config = sweeps.row_config(row)
-  model = tasks.get_task(config.task)(config).create_model()
+  model = tasks.create(config).create_model()
   size = input_size(config)
   macs = sum(summary.conv_macs(model, (1, *size, 3)).values())
   examples = TRAIN_EXAMPLES.get(config.data.name)

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
-from hrnet_jax.trainer import FINAL_METRICS  # noqa: E402
+from hrnet_jax.engine.trainer import FINAL_METRICS  # noqa: E402
 
 REPO = sweeps.REPO
 FINISHED = FINAL_METRICS  # written by the trainer when a run reaches its last step

@@ -115,7 +115,7 @@ def fig10_pose() -> Sweep:
 def _main_table(name: str, title: str, config_file: str, papers: str, metric: str, scale: float, unit: str,
                 arg: str = "{}") -> Sweep:
   """One row per variant of a config file, with the paper's numbers the config file itself lists (``papers``)."""
-  from hrnet_jax import config_lib  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   numbers = getattr(config_lib.config_module(os.path.join(REPO, "configs", config_file)), papers)
   rows = tuple(Row(variant, variant, f"configs/{config_file}:{arg.format(variant)}", paper, series=unit, x=variant)
                for variant, paper in numbers.items())
@@ -172,13 +172,13 @@ def get(name: str) -> Sweep:
 
 def model_overrides(row: Row) -> dict[str, Any]:
   """The row's full ``model.overrides``: its config's, updated with the row's model options."""
-  from hrnet_jax import config_lib  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   return {**config_lib.load(os.path.join(REPO, row.config)).model.overrides.to_dict(), **row.model}
 
 
 def row_config(row: Row, extra: dict[str, Any] | None = None):
   """The ``ConfigDict`` the row trains with (``extra``: more dotted overrides, as launch.py's ``--set``)."""
-  from hrnet_jax import config_lib  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   config = config_lib.load(os.path.join(REPO, row.config), {**row.overrides, **(extra or {})})
   config.model.overrides = model_overrides(row)
   return config

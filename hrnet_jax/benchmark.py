@@ -32,8 +32,9 @@ import flax
 import jax
 import numpy as np
 
-from hrnet_jax import config_lib, models, optim, sharding, tasks, trainer
-from hrnet_jax.summary import parse_size
+from hrnet_jax import cli, tasks
+from hrnet_jax.engine import config_lib, optim, sharding, trainer
+from hrnet_jax.model import VARIANTS
 
 
 @dataclasses.dataclass
@@ -77,27 +78,10 @@ class BenchmarkResult:
 
 def benchmark_config(model: str, task: str, dtype: str, overrides: dict[str, Any]) -> Any:
   """The engine config of the timed step: the official ImageNet optimizer (SGD, Nesterov, wd 1e-4)."""
-  config = config_lib.base_config()
-  config.task = task
+  config = config_lib.base_config(task)
   config.model.update(name=model, dtype=dtype, param_dtype="float32", overrides=overrides)
   config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
   return config
-
-
-def synthetic_batch(task: str, batch: int, size: tuple[int, int], num_outputs: int,
-                    seed: int = 0) -> dict[str, np.ndarray]:
-  """Random normalised images and random labels in the layout the task's loss reads."""
-  rng = np.random.default_rng(seed)
-  images = rng.standard_normal((batch, *size, 3), dtype=np.float32)
-  common = {"image": images, "mask": np.ones((batch,), np.int32)}
-  if task == "classification":
-    return {**common, "label": rng.integers(0, num_outputs, (batch,), dtype=np.int32)}
-  if task == "segmentation":
-    return {**common, "label": rng.integers(0, num_outputs, (batch, *size), dtype=np.int32)}
-  if task == "pose":  # heatmap targets at 1/4 resolution, every keypoint weighted
-    heatmaps = rng.uniform(0, 1, (batch, size[0] // 4, size[1] // 4, num_outputs)).astype(np.float32)
-    return {**common, "target": heatmaps, "target_weight": np.ones((batch, num_outputs), np.float32)}
-  raise ValueError(f"no synthetic labels for task {task!r}; known: classification, pose, segmentation")
 
 
 def _time_steps(run_step: Callable[[], Any], warmup: int, steps: int) -> list[float]:
@@ -134,10 +118,9 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
   config = benchmark_config(model, task, dtype, dict(overrides or {}))
   mesh = sharding.make_mesh(jax.local_device_count())
   sharding.check_batch_size(batch, mesh, "--batch")
-  task_impl = tasks.get_task(task)(config)
+  task_impl = tasks.create(config)
   network = task_impl.create_model()
-  num_outputs = models.output_count(task, overrides or {})
-  batch_arrays = sharding.global_batch(synthetic_batch(task, batch, size, num_outputs), mesh)
+  batch_arrays = sharding.global_batch(task_impl.synthetic_batch(batch, size, np.random.default_rng(0)), mesh)
 
   schedule = optim.learning_rate_schedule(config, total_steps=1000, steps_per_epoch=100)
   tx = optim.create_optimizer(config, schedule)
@@ -203,10 +186,11 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model", default="hrnet_w32", choices=sorted(models.VARIANTS), metavar="NAME",
-                      help=f"one of {', '.join(models.VARIANTS)}")
-  parser.add_argument("--task", default="classification", choices=sorted(tasks.TASKS))
-  parser.add_argument("--size", type=parse_size, default=(224, 224), help="input HxW (default 224x224)")
+  parser.add_argument("--model", default="hrnet_w32", choices=sorted(VARIANTS), metavar="NAME",
+                      help=f"one of {', '.join(VARIANTS)}")
+  parser.add_argument("--task", default="classification", choices=sorted(n for n, t in tasks.TASKS.items()
+                                                                         if t.trainable))
+  parser.add_argument("--size", type=cli.parse_size, default=(224, 224), help="input HxW (default 224x224)")
   parser.add_argument("--batch", type=int, default=64, help="global batch over all local devices")
   parser.add_argument("--mode", default="train", choices=("train", "infer"))
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging as python_logging
 import os
+import re
 import sys
 from typing import Callable
 
@@ -25,6 +27,14 @@ def fail(message: str) -> None:
   logging.flush()
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(1)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+  """``HxW`` (e.g. ``256x192``) as (height, width), for argparse."""
+  match = re.fullmatch(r"(\d+)x(\d+)", text)
+  if not match:
+    raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 256x192, got {text!r}")
+  return int(match.group(1)), int(match.group(2))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -18,7 +18,8 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hrnet_jax import checkpointing, cli, sharding, tasks, trainer
+from hrnet_jax import cli, tasks
+from hrnet_jax.engine import sharding, trainer, weights
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
                                           lock_config=True)
@@ -31,12 +32,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str) -> d
   """The task's metrics for ``checkpoint`` over the whole eval split, on every device."""
   mesh = sharding.make_mesh(config.num_devices or None)
   sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
-  task = tasks.get_task(config.task)(config)
+  task = tasks.create(config)
   model = task.create_model()
-  from hrnet_jax import data  # pylint: disable=import-outside-toplevel  (TensorFlow only from here)
-  inputs = data.create_eval_input(config, process_index=jax.process_index(), process_count=jax.process_count())
+  from hrnet_jax.data import inputs as data_inputs  # pylint: disable=import-outside-toplevel  (TensorFlow from here)
+  inputs = data_inputs.create_eval_input(config, process_index=jax.process_index(),
+                                         process_count=jax.process_count(), eval_source=task.eval_source())
   task.check_dataset(inputs.class_names)
-  variables = checkpointing.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
+  variables = weights.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
   variables = sharding.replicate(variables, mesh)
   logging.info("evaluating %s on %d %s examples", checkpoint, inputs.num_eval_examples, config.data.eval_split)
   return trainer.evaluate(trainer.make_eval_step(model, task, mesh), variables, inputs.make_eval, mesh, task)

@@ -23,7 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from hrnet_jax import sharding, trainer  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import sharding, trainer  # pylint: disable=import-outside-toplevel
 
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

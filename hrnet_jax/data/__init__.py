@@ -1,58 +1,6 @@
-"""Input pipelines (the only package that imports TensorFlow)."""
+"""What every task's input shares: opening datasets (``sources``), the deterministic order (``order``, NumPy) and
+pipeline (``pipeline``, tf.data), a run's inputs (``inputs``), image operations, the synthetic shapes, class folders,
+``prepare`` and the pipeline benchmark. Each task's own builders and recipes live in its folder.
 
-from __future__ import annotations
-
-import dataclasses
-from typing import Callable, Iterator
-
-import ml_collections
-
-from hrnet_jax.data import coco, pipeline, preprocess, sources
-
-
-@dataclasses.dataclass
-class EvalInput:
-  """A factory of exact passes over the eval split."""
-  make_eval: Callable[[], Iterator[dict]]
-  num_eval_examples: int
-  class_names: list[str] | None  # None when the dataset has no class label
-
-
-@dataclasses.dataclass
-class Input:
-  """A run's data: the endless training iterator and the eval passes."""
-  train: Iterator[dict]
-  num_train_examples: int
-  class_names: list[str] | None  # of the train split
-  eval: EvalInput
-
-
-def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, process_count: int) -> EvalInput:
-  """Opens ``config.data``'s eval split for this process (the train split is not needed, nor opened)."""
-  data = config.data
-  if data.get("detections"):  # top-down evaluation on detector boxes instead of the dataset's own boxes
-    source, class_names = coco.DetectionSource(data.detections, data.image_dir), None
-  else:
-    source, class_names = sources.open_source(data.name, data.eval_split, data.get("data_dir"),
-                                              data.get("manual_dir"), data.get("labelled_only", False))
-  _, eval_fn = preprocess.get(data.preprocess, data)
-
-  def make_eval():
-    return pipeline.eval_iterator(source, eval_fn, global_batch_size=config.eval_batch_size,
-                                  process_index=process_index, process_count=process_count)
-
-  return EvalInput(make_eval=make_eval, num_eval_examples=len(source), class_names=class_names)
-
-
-def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_index: int,
-                 process_count: int) -> Input:
-  """Opens ``config.data`` and builds this process's pipelines, resuming the data stream at ``start_step``."""
-  data = config.data
-  evaluation = create_eval_input(config, process_index=process_index, process_count=process_count)
-  source, class_names = sources.open_source(data.name, data.train_split, data.get("data_dir"), data.get("manual_dir"),
-                                            data.get("labelled_only", False))
-  train_fn, _ = preprocess.get(data.preprocess, data)
-  train = pipeline.train_iterator(
-      source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,
-      process_index=process_index, process_count=process_count)
-  return Input(train=train, num_train_examples=len(source), class_names=class_names, eval=evaluation)
+Importing this package imports nothing; ``order``, ``synthetic`` and ``image_folder`` are TensorFlow-free.
+"""

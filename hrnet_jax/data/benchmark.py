@@ -19,7 +19,8 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
-from hrnet_jax import cli
+from hrnet_jax import cli, tasks
+from hrnet_jax.data import inputs as data_inputs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w32.",
                                           lock_config=True)
@@ -38,9 +39,10 @@ def _examples_per_second(iterator, batches: int) -> tuple[float, int]:
 
 def main(argv):
   del argv
-  from hrnet_jax import data  # pylint: disable=import-outside-toplevel
   config = _CONFIG.value
-  inputs = data.create_input(config, start_step=0, process_index=0, process_count=1)
+  task = tasks.create(config)
+  inputs = data_inputs.create_input(config, start_step=0, process_index=0, process_count=1,
+                                    eval_source=task.eval_source())
   cores = len(os.sched_getaffinity(0))
   try:
     for _ in range(_WARMUP.value):
@@ -53,8 +55,8 @@ def main(argv):
     eval_rate, eval_examples = _examples_per_second(evaluation, _BATCHES.value)
   finally:
     evaluation.close()
-  # The network input: the pose crop (h, w), the segmentation crop (h, w), or the classification square.
-  size = config.data.get("input_size") or config.data.get("crop_size") or config.data.image_size
+  # The network input (h, w), as the recipe declares it.
+  size = list(tasks.recipes()[config.data.preprocess].batch_keys(config.data)[0]["image"].shape[:2])
   result = {"dataset": config.data.name, "preprocess": config.data.preprocess, "image_size": size,
             "batch": config.global_batch_size, "cores": cores, "train_examples": train_examples,
             "train_examples_per_second": train_rate, "train_examples_per_second_per_core": train_rate / cores,

@@ -1,16 +1,14 @@
-"""Deterministic input pipelines over random-access tfds sources.
+"""Deterministic input pipelines over random-access tfds sources (tf.data).
 
-The data order is a pure function of (seed, step): global example position q = step * global_batch + k reads
-example ``permutation(seed, epoch)[q mod N]`` and augments it with the stateless seed (seed, q). Every process
-takes its contiguous slice of each global batch, so a run resumed at any step, or run on any number of
-processes and devices, sees exactly the batches an uninterrupted single-process run would.
-Evaluation is padded to whole global batches with a ``mask`` so that every example counts exactly once.
+The order comes from ``order`` (a pure function of (seed, step)); each example is augmented with the stateless seed
+(seed, its position in the stream), so a run resumed at any step, or run on any number of processes and devices,
+sees exactly the batches an uninterrupted single-process run would. Evaluation is padded to whole global batches
+with a ``mask`` so that every example counts exactly once.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import gc
 import weakref
 from typing import Any, Callable, Iterator, Sequence
@@ -18,33 +16,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from hrnet_jax.data.order import global_positions, num_eval_batches, process_slice, train_indices
+
 Example = dict[str, Any]
 TrainPreprocess = Callable[[Example, tf.Tensor], Example]
 EvalPreprocess = Callable[[Example], Example]
-
-
-@functools.lru_cache(maxsize=4)
-def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-  return np.random.default_rng([seed, epoch]).permutation(num_examples)
-
-
-def global_positions(step: int, global_batch_size: int) -> np.ndarray:
-  """Positions in the endless stream of training examples that make up global batch ``step``."""
-  return step * global_batch_size + np.arange(global_batch_size)
-
-
-def train_indices(num_examples: int, global_batch_size: int, seed: int, step: int) -> np.ndarray:
-  """Dataset indices of global batch ``step``: epochs are fresh permutations, concatenated end to end."""
-  positions = global_positions(step, global_batch_size)
-  epochs, offsets = np.divmod(positions, num_examples)
-  return np.array([epoch_permutation(num_examples, seed, int(e))[o] for e, o in zip(epochs, offsets)])
-
-
-def process_slice(global_batch_size: int, process_index: int, process_count: int) -> slice:
-  if global_batch_size % process_count:
-    raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes")
-  local = global_batch_size // process_count
-  return slice(process_index * local, (process_index + 1) * local)
 
 
 def _signature(record: Example) -> dict[str, tf.TensorSpec]:
@@ -149,13 +125,10 @@ def train_iterator(source: Sequence[Example], preprocess: TrainPreprocess, *, gl
     return preprocess(example, tf.stack([tf.constant(seed, tf.int64), position]))
 
   def with_mask(example):
-    return {**example, "mask": example.pop("decoded")}  # losses average over the examples that decoded
+    mask = example.pop("decoded")  # losses average over the examples that decoded
+    return {**example, "mask": mask}
 
   return _finish(map_or_mark(dataset, augment).map(with_mask), mine.stop - mine.start)
-
-
-def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
-  return -(-num_examples // global_batch_size)
 
 
 def eval_iterator(source: Sequence[Example], preprocess: EvalPreprocess, *, global_batch_size: int,

@@ -14,7 +14,7 @@ import os
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-from hrnet_jax import cli
+from hrnet_jax import cli, tasks
 from hrnet_jax.data import sources
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where prepared datasets live (default $TFDS_DATA_DIR or "
@@ -26,10 +26,11 @@ def prepare(name: str, data_dir: str, manual_dir: str | None) -> tfds.core.Datas
   """Builds ``name`` into ``data_dir`` (a no-op when it is already there) and returns the builder."""
   if manual_dir is not None and not os.path.isdir(manual_dir):
     raise FileNotFoundError(f"manual directory {manual_dir} does not exist")
+  tasks.builder_class(name)  # registers a task's own builder with tfds
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"unknown dataset {name!r} (this package's builders: {', '.join(sources.MANUAL_BUILDERS)}, "
+    raise ValueError(f"unknown dataset {name!r} (this package's builders: {', '.join(tasks.dataset_names())}, "
                      f"any tfds dataset): {cli.one_line(e)}") from None
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   builder.download_and_prepare(download_config=download_config)

@@ -7,15 +7,14 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax.data import coco, face_landmarks, image_folder, scene_parsing, synthetic
+from hrnet_jax import tasks
+from hrnet_jax.data import image_folder, synthetic_builder
 
 # A folder of class sub-directories, read directly (no build step).
 IMAGE_FOLDER = "image_folder"
-# Our own builders, built on first use when they need no manual download.
-LOCAL_BUILDERS = {"synthetic_shapes": synthetic.SyntheticShapes}
-# Our builders that need the official files (registered with tfds by importing them, above).
-MANUAL_BUILDERS = {"coco_keypoints": coco.CocoKeypoints, "face_landmarks": face_landmarks.FaceLandmarks,
-                   "semantic_segmentation": scene_parsing.SemanticSegmentation}
+# Our own builders, built on first use when they need no manual download. The builders that need the official
+# files belong to their tasks (``TaskSpec.builders``); looking one up registers it with tfds.
+LOCAL_BUILDERS = {"synthetic_shapes": synthetic_builder.SyntheticShapes}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -35,6 +34,7 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
       os.makedirs(data_dir, exist_ok=True)
       dataset.download_and_prepare()
     return dataset
+  tasks.builder_class(name)  # registers a task's own builder with tfds
   if not os.path.isdir(data_dir):
     raise DatasetNotFoundError(
         f"dataset directory {data_dir} does not exist; prepare {name} there first (see README, 'Real data')")

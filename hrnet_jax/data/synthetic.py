@@ -3,14 +3,14 @@
 Each 64x64 image shows one regular polygon (3 to 6 vertices; the class) of a random colour, size and rotation on
 a smooth random texture. Labels for every task: the class, a per-pixel mask (0 background, 1 + class inside the
 shape), the vertices as keypoints (6 slots, visibility 0 beyond the polygon's vertex count) and the shape's box.
-It is a ``tensorflow_datasets`` builder, so it flows through the same pipeline as ImageNet or COCO.
-``python -m hrnet_jax.data.synthetic_images`` writes examples as PNG files.
+``synthetic_builder.SyntheticShapes`` makes it a ``tensorflow_datasets`` dataset, so it flows through the same
+pipeline as ImageNet or COCO; ``python -m hrnet_jax.data.synthetic_images`` writes examples as PNG files. This
+module is NumPy and PIL only.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
 IMAGE_SIZE = 64
@@ -51,33 +51,3 @@ def render_example(rng: np.random.Generator) -> dict[str, np.ndarray | int]:
       "keypoints": keypoints,
       "bbox": np.array([low[0], low[1], high[0] - low[0], high[1] - low[1]], np.float32),  # x, y, w, h
   }
-
-
-class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
-  """Polygons on textures, with class, mask, keypoint and box labels."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First version."}
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), encoding_format="png"),
-            "mask": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), encoding_format="png"),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-            "keypoints": tfds.features.Tensor(shape=(MAX_VERTICES, 3), dtype=np.float32),
-            "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-        }),
-        supervised_keys=("image", "label"),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # nothing to download
-    return {split: self._generate_examples(split) for split in SPLIT_SIZES}
-
-  def _generate_examples(self, split: str):
-    for index in range(SPLIT_SIZES[split]):
-      yield index, render_example(np.random.default_rng([SPLIT_SEEDS[split], index]))
-

@@ -1,4 +1,4 @@
-"""The interface every task implements."""
+"""The interface every task implements (JAX only, no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,56 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from hrnet_jax import models
+from hrnet_jax import tasks
+from hrnet_jax.model import factory
+from hrnet_jax.tasks.spec import KeySpecs
 
 Batch = dict[str, jax.Array]
 
 
 class Task(abc.ABC):
   """Loss and metrics of one task. Evaluation accumulates masked *sums*, so padding never counts and
-  the result is exact however the eval set is split over batches, devices and hosts."""
+  the result is exact however the eval set is split over batches, devices and hosts.
+
+  ``train_reads`` and ``eval_reads`` are the batch keys the task reads: a recipe that does not produce one of them
+  cannot be paired with the task (``tasks.create`` fails at start-up, naming the key).
+  """
 
   name: str
+  train_reads: tuple[str, ...] = ("image", "mask")
+  eval_reads: tuple[str, ...] = ("image", "mask")
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
 
+  @property
+  def count_name(self) -> str | None:
+    """The model option naming the number of outputs (``num_classes``, ``num_keypoints``, ...)."""
+    return factory.model_defaults(self.name).count_name
+
+  def output_count(self) -> int | None:
+    return factory.output_count(self.name, self.config.model.overrides)
+
+  def batch_keys(self) -> tuple[KeySpecs, KeySpecs]:
+    """(train, eval) keys of the batches of this run's recipe (``config.data.preprocess``), as it declares them."""
+    return tasks.recipes()[self.config.data.preprocess].batch_keys(self.config.data)
+
   def create_model(self) -> nn.Module:
     model = self.config.model
     options = {"scan_repeats": model.scan_repeats, **dict(model.overrides)}
-    return models.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype),
-                               param_dtype=jnp.dtype(model.param_dtype), **options)
+    return factory.create_model(model.name, task=self.name, dtype=jnp.dtype(model.dtype),
+                                param_dtype=jnp.dtype(model.param_dtype), **options)
 
   def check_dataset(self, class_names: list[str] | None) -> None:
     """Raises ValueError when the dataset's labels cannot be this model's outputs (e.g. a class-count mismatch)."""
     del class_names
+
+  def eval_source(self) -> Any:
+    """The eval examples when they come from elsewhere than the dataset's eval split (pose: a detector's boxes);
+    None reads the split."""
+    return None
 
   def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> Any:
     """The outputs evaluated (``apply`` runs the model in inference mode); e.g. pose averages a flipped pass."""
@@ -55,3 +81,7 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
     """Final metrics from the sums over the whole eval set and the gathered ``eval_examples``."""
+
+  def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random images and targets in the layout ``loss`` reads (for ``python -m hrnet_jax.benchmark``)."""
+    raise NotImplementedError(f"task {self.name!r} has no synthetic batch for the benchmark")

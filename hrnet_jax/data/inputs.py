@@ -1,0 +1,63 @@
+"""A run's inputs: the endless training iterator and exact eval passes of ``config.data``, through the recipe that
+``config.data.preprocess`` names (tf.data)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator, Sequence
+
+import ml_collections
+
+from hrnet_jax import tasks
+from hrnet_jax.data import pipeline, sources
+
+
+@dataclasses.dataclass
+class EvalInput:
+  """A factory of exact passes over the eval split."""
+  make_eval: Callable[[], Iterator[dict]]
+  num_eval_examples: int
+  class_names: list[str] | None  # None when the dataset has no class label
+
+
+@dataclasses.dataclass
+class Input:
+  """A run's data: the endless training iterator and the eval passes."""
+  train: Iterator[dict]
+  num_train_examples: int
+  class_names: list[str] | None  # of the train split
+  eval: EvalInput
+
+
+def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, process_count: int,
+                      eval_source: Sequence[dict[str, Any]] | None = None) -> EvalInput:
+  """Opens ``config.data``'s eval split for this process (the train split is not needed, nor opened), or reads
+  ``eval_source`` instead when the task gives one (``Task.eval_source``: pose on a detector's boxes)."""
+  data = config.data
+  if eval_source is not None:
+    source, class_names = eval_source, None
+  else:
+    source, class_names = sources.open_source(data.name, data.eval_split, data.data_dir, data.manual_dir,
+                                              data.labelled_only)
+  _, eval_fn = tasks.recipes()[data.preprocess].build(data)
+
+  def make_eval():
+    return pipeline.eval_iterator(source, eval_fn, global_batch_size=config.eval_batch_size,
+                                  process_index=process_index, process_count=process_count)
+
+  return EvalInput(make_eval=make_eval, num_eval_examples=len(source), class_names=class_names)
+
+
+def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_index: int, process_count: int,
+                 eval_source: Sequence[dict[str, Any]] | None = None) -> Input:
+  """Opens ``config.data`` and builds this process's pipelines, resuming the data stream at ``start_step``."""
+  data = config.data
+  evaluation = create_eval_input(config, process_index=process_index, process_count=process_count,
+                                 eval_source=eval_source)
+  source, class_names = sources.open_source(data.name, data.train_split, data.data_dir, data.manual_dir,
+                                            data.labelled_only)
+  train_fn, _ = tasks.recipes()[data.preprocess].build(data)
+  train = pipeline.train_iterator(
+      source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,
+      process_index=process_index, process_count=process_count)
+  return Input(train=train, num_train_examples=len(source), class_names=class_names, eval=evaluation)

@@ -1,0 +1,337 @@
+"""``train_and_evaluate(config, workdir)``: the training loop of every task, on any number of devices and hosts.
+
+Rerunning with the same workdir resumes from the latest checkpoint, and the data stream resumes at that step,
+so an interrupted run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import PartitionSpec as P
+
+from hrnet_jax import compilation, tasks
+from hrnet_jax.engine import checkpointing, metric_writer, optim, sharding, weights
+from hrnet_jax.tasks.base import Task
+from hrnet_jax.tasks.spec import check_batch
+
+
+# Written into the workdir when a run has reached its last step: its final eval metrics.
+FINAL_METRICS = "final_metrics.json"
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss became NaN or Inf."""
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_params: Any  # {} when EMA is off
+
+
+def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
+  """(total optimizer steps, steps per epoch)."""
+  steps_per_epoch = max(num_train_examples // config.global_batch_size, 1)
+  total = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
+  return total, steps_per_epoch
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop polls, so the run stops at a step boundary with a checkpoint."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: checkpointing at the next step boundary")
+    self.requested = True
+
+  def agreed(self) -> bool:
+    """True on every process as soon as any process was asked to stop."""
+    if jax.process_count() == 1:
+      return self.requested
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _ema_copy(params: Any, ema_decay: float) -> Any:
+  """The EMA's starting point: a float32 copy of the parameters, never an alias (the state is donated to the
+  train step), or {} when EMA is off."""
+  return jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params) if ema_decay else {}
+
+
+def init_train_state(model, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array,
+                     ema_decay: float = 0.0) -> TrainState:
+  """A fresh state: initialised variables, optimizer state and (when ``ema_decay``) a float32 EMA copy."""
+  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32))
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params), ema_params=_ema_copy(params, ema_decay))
+
+
+def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """The jitted update: forward/backward (optionally over micro-batches), optimizer, BN statistics, EMA."""
+  accumulation = config.accumulation_steps
+
+  def local_loss_and_grads(params, batch_stats, batch):
+    def loss_fn(p):
+      outputs, updates = model.apply({"params": p, "batch_stats": batch_stats}, batch["image"], train=True,
+                                     mutable=["batch_stats"])
+      loss, aux = task.loss(outputs, batch)
+      return loss, (aux, updates["batch_stats"])
+
+    (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    # Running statistics keep their stored dtype (float32) whatever precision the step computed in.
+    new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
+    return loss, aux, new_stats, grads
+
+  if config.per_device_bn:
+    # Each device normalises with its own batch statistics (PyTorch DDP without SyncBN); gradients, losses and
+    # running statistics are then averaged over devices.
+    def per_device(params, batch_stats, batch):
+      results = local_loss_and_grads(params, batch_stats, batch)
+      return jax.lax.pmean(results, sharding.DATA_AXIS)
+
+    loss_and_grads = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(sharding.DATA_AXIS)),
+                                   out_specs=P(), check_vma=False)
+  else:
+    loss_and_grads = local_loss_and_grads
+
+  def accumulated(params, batch_stats, batch):
+    if accumulation == 1:
+      return loss_and_grads(params, batch_stats, batch)
+    # Micro-batch m takes every accumulation-th example, which keeps each micro-batch spread over all devices.
+    micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(-1, accumulation, *x.shape[1:]), 1, 0), batch)
+
+    def body(carry, micro_batch):
+      stats, grad_sum = carry
+      loss, aux, stats, grads = loss_and_grads(params, stats, micro_batch)
+      return (stats, jax.tree.map(jnp.add, grad_sum, grads)), (loss, aux)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (stats, grad_sum), (losses, auxes) = jax.lax.scan(body, (batch_stats, zeros), micro)
+    grads = jax.tree.map(lambda g: g / accumulation, grad_sum)
+    return jnp.mean(losses), jax.tree.map(jnp.mean, auxes), stats, grads
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    loss, aux, batch_stats, grads = accumulated(state.params, state.batch_stats, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = optim.update_ema(state.ema_params, params, config.ema_decay) if config.ema_decay else state.ema_params
+    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
+               "undecodable": jnp.sum(1 - batch["mask"]),
+               # A finite loss can still come with an update that overflows the parameters: check those too.
+               "params_finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])),
+               **aux}
+    new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                           ema_params=ema)
+    return new_state, metrics
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh):
+  """(variables, batch) -> (masked sums, per-example arrays of the task with the batch's ``mask``), replicated."""
+  def eval_step(variables, batch):
+    outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    examples = task.eval_examples(outputs, batch)
+    sums = {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
+    return sums, ({**examples, "mask": batch["mask"]} if examples else {})
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
+
+
+def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task,
+             check_recipe: bool = True) -> dict[str, float]:
+  """One exact pass over the eval set: masked sums accumulated on the host in 64 bits, and the task's
+  per-example arrays of the valid examples gathered in data order. The first batch is checked against what the
+  config's recipe declares (``check_recipe``; off for batches made by hand)."""
+  totals: dict[str, np.ndarray] = {}
+  gathered: dict[str, list[np.ndarray]] = {}
+  iterator = make_eval()
+  try:
+    for index, local_batch in enumerate(iterator):
+      if index == 0 and check_recipe:
+        check_batch(local_batch, task.batch_keys()[1], task.config.data.preprocess, task.name, "evaluation")
+      sums, examples = eval_step(variables, sharding.global_batch(local_batch, mesh))
+      for key, value in sums.items():
+        value = np.asarray(value, np.float64 if np.asarray(value).dtype.kind == "f" else np.int64)
+        totals[key] = totals[key] + value if key in totals else value
+      if examples:
+        valid = np.asarray(examples.pop("mask")) > 0
+        for key, value in examples.items():
+          gathered.setdefault(key, []).append(np.asarray(value)[valid])
+  finally:
+    iterator.close()
+  undecodable = int(totals.pop("undecodable"))
+  if undecodable:
+    logging.warning("%d eval images could not be decoded (TensorFlow logged why): left out of the metrics",
+                    undecodable)
+  examples = {key: np.concatenate(values) for key, values in gathered.items()}
+  return {**task.finalize(totals, examples), "undecodable": undecodable}
+
+
+def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer: checkpointing.Checkpointer) -> None:
+  """Raises at the first step whose loss or updated parameters are not finite; before any save of that state."""
+  for step, metrics in pending:
+    loss = float(metrics["loss"])
+    if not np.isfinite(loss) or not bool(metrics["params_finite"]):
+      last = checkpointer.latest_step()
+      where = f"step {last} in {checkpointer.latest.directory}" if last is not None else "none was written"
+      what = f"loss is {loss}" if not np.isfinite(loss) else f"the update made parameters non-finite (loss {loss})"
+      raise TrainingDivergedError(f"{what} at step {step}; the last good checkpoint is {where}")
+  pending.clear()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and returns the final eval metrics."""
+  # ---- devices, task and model -----------------------------------------------------------------------------
+  mesh = sharding.make_mesh(config.num_devices or None)
+  sharding.check_batch_size(config.global_batch_size, mesh)
+  sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  if config.global_batch_size % (config.accumulation_steps * mesh.devices.size):
+    raise ValueError(f"global_batch_size={config.global_batch_size} must split into accumulation_steps="
+                     f"{config.accumulation_steps} micro-batches divisible by the {mesh.devices.size} devices")
+  task = tasks.create(config)
+  model = task.create_model()
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  writer = metric_writer.MetricWriter(workdir, enabled=is_main)
+  checkpointer = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
+                                            best_mode=config.best_mode)
+  start_step = checkpointer.latest_step() or 0
+
+  # ---- input: TensorFlow is imported here only, so the rest of the engine runs without it -------------------
+  from hrnet_jax.data import inputs as data_inputs  # pylint: disable=import-outside-toplevel
+  inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), eval_source=task.eval_source())
+  task.check_dataset(inputs.class_names)
+  steps, steps_per_epoch = total_steps(config, inputs.num_train_examples)
+  schedule = optim.learning_rate_schedule(config, steps, steps_per_epoch)
+  tx = optim.create_optimizer(config, schedule)
+
+  # ---- state: fresh, resumed or initialised from other weights ----------------------------------------------
+  first_batch = next(inputs.train)
+  check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
+  image_shape = first_batch["image"].shape[1:]
+
+  def create_state(rng):
+    return init_train_state(model, tx, image_shape, rng, config.ema_decay)
+
+  replicated = sharding.replicated(mesh)
+  abstract = jax.eval_shape(create_state, jax.random.key(config.seed))
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
+  if start_step:
+    state = checkpointer.restore(abstract)
+    logging.info("resumed from step %d in %s", start_step, workdir)
+  else:
+    state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
+    if config.init_from:
+      variables = weights.init_from(model, config.init_from, {"params": state.params, "batch_stats": state.batch_stats})
+      state = sharding.replicate(state.replace(
+          params=variables["params"], batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
+          ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
+  logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,
+               f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps, steps_per_epoch,
+               mesh.devices.size, jax.process_count())
+
+  # ---- compiled steps ---------------------------------------------------------------------------------------
+  train_step = make_train_step(model, task, tx, schedule, config, mesh)
+  eval_step = make_eval_step(model, task, mesh)
+  batch = sharding.global_batch(first_batch, mesh)
+  compile_start = time.perf_counter()
+  train_step = train_step.lower(state, batch).compile()
+  compile_seconds = time.perf_counter() - compile_start
+  logging.info("train step compiled in %.1fs", compile_seconds)
+  writer.write(start_step, {"train/compile_seconds": compile_seconds})
+
+  # ---- loop -------------------------------------------------------------------------------------------------
+  preemption = _Preemption()
+  progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
+  pending_checks: list[tuple[int, dict[str, jax.Array]]] = []
+  interval_metrics: list[dict[str, jax.Array]] = []
+  eval_metrics: dict[str, float] = {}
+  step = start_step
+
+  def run_eval(state):
+    params = state.ema_params if config.ema_decay else state.params
+    metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats}, inputs.eval.make_eval,
+                       mesh, task)
+    logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k))
+    writer.write(step, {f"eval/{k}": v for k, v in metrics.items()})
+    return metrics
+
+  try:
+    if config.eval_at_start and start_step == 0:
+      run_eval(state)  # the baseline: the initial (or init_from) weights
+    while step < steps:
+      state, metrics = train_step(state, batch)
+      step += 1
+      pending_checks.append((step, metrics))
+      interval_metrics.append(metrics)
+      last_step = step == steps
+      if step % config.log_every == 0 or last_step:
+        _check_finite(pending_checks, checkpointer)
+        means = {f"train/{k}": float(np.mean([m[k] for m in interval_metrics])) for k in interval_metrics[0]
+                 if k not in ("params_finite", "undecodable")}
+        means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"])
+        means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
+        if means["train/undecodable"]:
+          logging.warning("%d training images in steps %d-%d could not be decoded (TensorFlow logged why); they "
+                          "carried no loss", means["train/undecodable"], step - len(interval_metrics) + 1, step)
+        writer.write(step, means)
+        interval_metrics.clear()
+      if (config.eval_every and step % config.eval_every == 0) or last_step:
+        eval_metrics = run_eval(state)
+        if config.best_metric:
+          _check_finite(pending_checks, checkpointer)
+          checkpointer.maybe_save_best(step, state, {f"eval/{k}": v for k, v in eval_metrics.items()})
+      stopping = preemption.agreed()
+      if step % config.checkpoint_every == 0 or last_step or stopping:
+        _check_finite(pending_checks, checkpointer)
+        checkpointer.save(step, state)
+      if stopping:
+        checkpointer.wait()
+        logging.warning("stopped at step %d by SIGTERM; checkpoint written; rerun the same command to resume", step)
+        break
+      if not last_step:
+        batch = sharding.global_batch(next(inputs.train), mesh)
+    if step == steps and eval_metrics and is_main:  # finished: what launchers and collectors look for
+      with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
+        json.dump({"step": step, **eval_metrics}, f, indent=2)
+  finally:
+    preemption.restore()
+    inputs.train.close()
+    checkpointer.close()
+    writer.close()
+  return eval_metrics
