@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from hrnet_jax import benchmark, summary
+from hrnet_jax import benchmark
+from hrnet_jax.model import summary
 from helpers import REPO, run_module
 
 TINY_HEAD = ["--override", "num_classes=4", "--override", "head_channels=[8,16,32,64]",

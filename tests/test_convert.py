@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hrnet_jax
-from hrnet_jax import convert
+from hrnet_jax.model import convert
 from conftest import shared_path
 from helpers import random_variables
 

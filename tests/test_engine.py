@@ -13,7 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import checkpointing, metric_writer, models, sharding
+from hrnet_jax import model as models
+from hrnet_jax.engine import checkpointing, metric_writer, sharding
 from helpers import REPO, cli_env, random_variables
 
 DEMO = os.path.join(REPO, "configs", "demo.py")

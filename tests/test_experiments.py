@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO
-from hrnet_jax import models, tasks
+from hrnet_jax import model as models
+from hrnet_jax import tasks
 
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 import collect  # noqa: E402
@@ -34,7 +35,7 @@ def _structure(row: sweeps.Row) -> dict:
   options = {k: v for k, v in config.model.overrides.items() if not k.startswith("num_")}
   key = (config.task, config.model.name, tuple(sorted(options.items())))
   if key not in _STRUCTURES:
-    model = tasks.get_task(config.task)(config).create_model()
+    model = tasks.create(config).create_model()
     params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     flat = flax.traverse_util.flatten_dict(params["backbone"], sep="/")
     head = flax.traverse_util.flatten_dict(params["head"], sep="/")

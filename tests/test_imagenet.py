@@ -7,19 +7,25 @@ from unittest import mock
 
 import chex
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from hrnet_jax import checkpointing, config_lib, convert, metric_writer, models, tasks, trainer
-from hrnet_jax.data import preprocess
+from hrnet_jax import model as models
+from hrnet_jax import tasks
+from hrnet_jax.engine import checkpointing, config_lib, metric_writer, trainer
+from hrnet_jax.engine.weights import init_from
+from hrnet_jax.model import convert
+from hrnet_jax.model.normalization import IMAGENET_MEAN, IMAGENET_STD
+from hrnet_jax.tasks.classification import recipes
+
+IMAGENET_RECIPE = tasks.recipes()["imagenet"]
 from helpers import REPO, run_module
 
 IMAGENET = os.path.join(REPO, "configs", "imagenet.py")
-EXPECTED_SOLID = (np.array([200, 100, 50]) / 255 - preprocess.IMAGENET_MEAN) / preprocess.IMAGENET_STD
+EXPECTED_SOLID = (np.array([200, 100, 50]) / 255 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def encode(array: np.ndarray, image_format: str) -> bytes:
@@ -33,7 +39,7 @@ def test_imagenet_preprocessing_shapes_and_normalisation(image_format):
   solid = np.empty((90, 120, 3), np.uint8)
   solid[:] = (200, 100, 50)
   example = {"image": tf.constant(encode(solid, image_format)), "label": tf.constant(7, tf.int64)}
-  train_fn, eval_fn = preprocess.imagenet(ml_collections.ConfigDict({"image_size": 32}))
+  train_fn, eval_fn = recipes.imagenet(IMAGENET_RECIPE.data_config(image_size=32))
   for output in (eval_fn(example), train_fn(example, tf.constant([0, 3], tf.int64))):
     chex.assert_shape(output["image"], (32, 32, 3))
     assert output["image"].dtype == tf.float32 and int(output["label"]) == 7
@@ -45,10 +51,10 @@ def test_eval_resize_keeps_the_center():
   """Shorter side to 256 then the central 224 (torchvision Resize(256) + CenterCrop(224)), here at 1/8 scale."""
   image = np.zeros((64, 128, 3), np.uint8)
   image[:, 48:80] = 255  # a white band in the middle third of a 2:1 image
-  _, eval_fn = preprocess.imagenet(ml_collections.ConfigDict({"image_size": 28}))
+  _, eval_fn = recipes.imagenet(IMAGENET_RECIPE.data_config(image_size=28))
   output = eval_fn({"image": tf.constant(encode(image, "PNG")), "label": tf.constant(0, tf.int64)})["image"]
   # 64x128 -> 32x64 -> center 28x28 spans columns 18..46 of the band's 24..40.
-  white = np.isclose(output[0, :, 0].numpy(), (1 - preprocess.IMAGENET_MEAN[0]) / preprocess.IMAGENET_STD[0],
+  white = np.isclose(output[0, :, 0].numpy(), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0],
                      atol=1e-3)
   assert white[7:21].all() and not white[:5].any() and not white[-5:].any()
 
@@ -71,15 +77,15 @@ def test_imagenet2012_trains_two_steps_and_evaluates_each_example_once_on_8_devi
   config.model.overrides["num_classes"] = 1000
   assert jax.device_count() == 8
 
-  from hrnet_jax import data
-  inputs = data.create_input(config, start_step=0, process_index=0, process_count=1)
+  from hrnet_jax.data import inputs as data_inputs
+  inputs = data_inputs.create_input(config, start_step=0, process_index=0, process_count=1)
   assert len(inputs.class_names) == 1000 and inputs.num_train_examples == 37
   batch = next(inputs.train)
   inputs.train.close()
   chex.assert_shape(batch["image"], (16, 32, 32, 3))
   chex.assert_shape([batch["label"], batch["mask"]], [(16,), (16,)])
-  bounds = [(0 - m) / s for m, s in zip(preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD)], \
-           [(1 - m) / s for m, s in zip(preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD)]
+  bounds = [(0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)], \
+           [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
   assert np.all(batch["image"] >= np.array(bounds[0]) - 1e-5) and np.all(batch["image"] <= np.array(bounds[1]) + 1e-5)
   assert batch["image"].std() > 0.1 and np.all(batch["mask"] == 1)
 
@@ -149,11 +155,11 @@ def test_pytorch_weights_give_the_same_logits_through_evaluate_and_predict(train
   np.savez(weights, **state_dict)
 
   # The reference: the model called directly on the eval-preprocessed images.
-  model = tasks.get_task("classification")(config).create_model()
+  model = tasks.create(config).create_model()
   variables = convert.load_pytorch_weights(model, weights)
   val_dir = root / "val"
   files = sorted(str(p) for p in val_dir.rglob("*") if p.suffix in (".png", ".jpeg"))
-  _, eval_fn = preprocess.imagenet(config.data)
+  _, eval_fn = recipes.imagenet(config.data)
   images = np.stack([eval_fn({"image": tf.constant(open(f, "rb").read()), "label": tf.constant(0, tf.int64)})["image"]
                      for f in files])
   logits = np.asarray(model.apply(variables, images))
@@ -192,10 +198,10 @@ def test_imagenet_backbone_initialises_another_task_and_reports_the_new_head(tra
   shapes = jax.eval_shape(segmentation.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32))
   fresh = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), shapes)
   with caplog.at_level("INFO"):
-    loaded = trainer.load_init_from(ml_collections.ConfigDict({"init_from": workdir}), segmentation, fresh)
+    loaded = init_from(segmentation, workdir, fresh)
   classifier = checkpointing.read_variables(workdir)
   chex.assert_trees_all_equal(loaded["params"]["backbone"], classifier["params"]["backbone"])
   chex.assert_trees_all_equal(loaded["batch_stats"]["backbone"], classifier["batch_stats"]["backbone"])
   chex.assert_trees_all_equal(loaded["params"]["head"], fresh["params"]["head"])  # the new head: not loaded
   report = [r.getMessage() for r in caplog.records if "init_from" in r.getMessage()][-1]
-  assert "re-initialised" in report and "head/" in report
+  assert "re-initialised" in report and "last_layer." in report  # the new head, by its official names

@@ -9,16 +9,20 @@ import os
 
 import chex
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from conftest import shared_path
-from hrnet_jax import config_lib, keypoints, metric_writer, trainer
-from hrnet_jax.data import face_landmarks, landmarks, prepare, sources
-from hrnet_jax.tasks.landmarks import nme_metrics
+from hrnet_jax import tasks
+from hrnet_jax.data import prepare, sources
+from hrnet_jax.engine import config_lib, metric_writer, trainer
+from hrnet_jax.heatmaps import geometry
+from hrnet_jax.tasks.landmarks import builder as face_landmarks
+from hrnet_jax.tasks.landmarks import recipes
+from hrnet_jax.tasks.landmarks.landmark_sets import LANDMARK_SETS
+from hrnet_jax.tasks.landmarks.task import landmarks_to_image, nme_metrics, normalised_error
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "face_landmarks.py")
 FIXTURES = {"wflw": (98, 4), "300w": (68, 2), "cofw": (29, 2), "aflw": (19, 2)}  # landmarks, faces
@@ -102,9 +106,9 @@ def _peak(heatmap):
 
 @pytest.mark.parametrize("dataset", list(FIXTURES))
 def test_heatmap_peaks_and_pixels_follow_the_landmarks_and_flips_swap_pairs(face_data_dir, dataset):
-  spec = keypoints.get_spec(dataset)
-  config = ml_collections.ConfigDict({"input_size": 256, "sigma": 1.5, "rotation_prob": 1.0})
-  crop = landmarks.FaceCrop(config, spec)
+  spec = LANDMARK_SETS[dataset]
+  config = tasks.recipes()["face_landmarks"].data_config(input_size=256, sigma=1.5, rotation_prob=1.0)
+  crop = recipes.FaceCrop(config, spec)
   source, _ = sources.open_source(f"face_landmarks/{dataset}", SPLIT[dataset], face_data_dir)
   mark, partner = spec.flip_pairs[0]
   flips, checked = set(), 0
@@ -125,7 +129,7 @@ def test_heatmap_peaks_and_pixels_follow_the_landmarks_and_flips_swap_pairs(face
                                                                seed)
       out = crop.train(dotted, seed)
       chex.assert_shape(out["target"], (64, 64, spec.count))
-      moved = landmarks.topdown.transform_points(points, matrix).numpy() / 4
+      moved = geometry.transform_points(points, matrix).numpy() / 4
       inside = np.all((moved >= 0) & (moved <= 63), axis=-1)
       for k in np.flatnonzero(inside):
         assert np.abs(_peak(out["target"][..., k].numpy()) - moved[k]).max() <= 1.0, (dataset, index, k)
@@ -175,15 +179,15 @@ def test_decoding_equals_the_official_decode_preds():
   heatmaps[1, 1] = -1.0  # no positive peak
   center = np.array([[120.5, 88.0], [400.0, 310.5], [60.0, 70.0]])
   scale = np.array([0.9, 2.3, 0.4]) * 1.25
-  ours = keypoints.landmarks_to_image(jnp.asarray(heatmaps.transpose(0, 2, 3, 1)), jnp.asarray(center),
-                                      jnp.asarray(np.stack([scale, scale], -1)))
+  ours = landmarks_to_image(jnp.asarray(heatmaps.transpose(0, 2, 3, 1)), jnp.asarray(center),
+                            jnp.asarray(np.stack([scale, scale], -1)))
   np.testing.assert_array_equal(np.asarray(ours), _official_decode(heatmaps, center, scale))
 
 
 @pytest.mark.parametrize("dataset", list(FIXTURES))
 def test_nme_equals_the_hand_computed_value_for_each_normalisation(dataset):
   _, annotations = _fixture(dataset)
-  spec = keypoints.get_spec(dataset)
+  spec = LANDMARK_SETS[dataset]
   truth = np.array([np.reshape(a["keypoints"], (-1, 3))[:, :2] for a in annotations["annotations"]])
   shift = np.array([3.0, 4.0])  # every landmark 5 pixels off
   if dataset == "aflw":  # normalised by the box size
@@ -192,8 +196,8 @@ def test_nme_equals_the_hand_computed_value_for_each_normalisation(dataset):
     a, b = {"wflw": (60, 72), "300w": (36, 45), "cofw": (8, 9)}[dataset]
     norm = np.hypot(*(truth[:, a] - truth[:, b]).T)
   box_size = np.array([a.get("box_size", 0.0) for a in annotations["annotations"]])
-  nme = keypoints.normalised_error(jnp.asarray(truth + shift), jnp.asarray(truth), jnp.ones(truth.shape[:2]),
-                                   jnp.asarray(box_size), spec)
+  nme = normalised_error(jnp.asarray(truth + shift), jnp.asarray(truth), jnp.ones(truth.shape[:2]),
+                         jnp.asarray(box_size), spec)
   np.testing.assert_allclose(np.asarray(nme), 5.0 / norm, rtol=1e-6)
 
 
@@ -224,12 +228,12 @@ def test_tiny_landmark_config_trains_and_nme_falls_far(trained_landmark_run):
 
 def test_predict_draws_landmarks_on_a_face(trained_landmark_run, tmp_path):
   """The tiny run's model on a real face (the output's shape and files, not its accuracy)."""
-  from hrnet_jax import predict
+  from hrnet_jax.heatmaps.predict import keypoints_in_boxes
   config, workdir, _ = trained_landmark_run
   folder, annotations = _fixture("300w")
   image = str(folder / annotations["images"][0]["file_name"])
   boxes = {os.path.basename(image): [[100, 100, 200, 220]]}
-  results, errors = predict.predict_keypoints(config, workdir, [image], boxes, str(tmp_path / "drawn"))
+  results, errors = keypoints_in_boxes(config, workdir, [image], boxes, str(tmp_path / "drawn"))
   assert not errors and len(results) == 1 and len(results[0]["keypoints"]) == 6 * 3
   assert Image.open(tmp_path / "drawn" / (os.path.splitext(os.path.basename(image))[0] + ".png")).size == (
       annotations["images"][0]["width"], annotations["images"][0]["height"])

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import hrnet_jax
-from hrnet_jax import compilation, layers, scan_layout, summary
-from hrnet_jax.models import count_parameters
+from hrnet_jax import compilation, summary
+from hrnet_jax.model import count_parameters, layers, scan_layout
+from hrnet_jax.model import summary as model_summary
 from conftest import shared_path
 
 OFFICIAL_CLS_PARAMS = {
@@ -86,12 +87,12 @@ def test_golden_parity_with_official_pytorch(name, scan_repeats):
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL_CLS_GMACS))
 def test_classification_macs_match_official(name):
-  macs = sum(summary.conv_macs(hrnet_jax.create_model(name), (1, 224, 224, 3)).values())
+  macs = sum(model_summary.conv_macs(hrnet_jax.create_model(name), (1, 224, 224, 3)).values())
   assert macs / 1e9 == pytest.approx(OFFICIAL_CLS_GMACS[name], rel=0.03)
 
 
 def test_summary_reports_xla_cost_analysis_beside_the_tap_count():
-  result = summary.summarize("hrnet_w18", "classification", (224, 224))
+  result = model_summary.summarize("hrnet_w18", "classification", (224, 224))
   assert result.macs / 1e9 == pytest.approx(OFFICIAL_CLS_GMACS["hrnet_w18"], rel=0.03)
   # XLA skips the zero-padding taps but adds elementwise work: a few percent below, never above.
   assert 0.9 < result.xla_macs / result.macs < 1.0
@@ -187,7 +188,7 @@ def test_scanned_repeats_are_stacked_and_compute_exactly_the_same():
   assert backbone["stage4_0_to_1"]["fuse_layers_3_0_2_0"]["kernel"].shape == (2, 3, 3, 4, 32)
   assert "stage4_2" in backbone and "stage2_0" in backbone
   assert count_parameters(scanned) == count_parameters(per_layer)
-  assert summary.conv_macs(scanned, images.shape) == summary.conv_macs(per_layer, images.shape)
+  assert model_summary.conv_macs(scanned, images.shape) == model_summary.conv_macs(per_layer, images.shape)
 
   def loss_and_stats(model, params, batch_stats):
     def loss_fn(p):

@@ -7,7 +7,6 @@ import os
 
 import chex
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,8 +15,14 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
-from hrnet_jax import coco_eval, config_lib, draw, keypoints, predict, tasks, trainer
-from hrnet_jax.data import coco, prepare, sources, topdown
+from hrnet_jax import tasks
+from hrnet_jax.data import prepare, sources
+from hrnet_jax.engine import config_lib, trainer
+from hrnet_jax.heatmaps import codec, geometry
+from hrnet_jax.heatmaps.draw import draw_keypoints
+from hrnet_jax.heatmaps.predict import keypoints_in_boxes
+from hrnet_jax.tasks.pose import coco_eval, keypoint_sets, recipes
+from hrnet_jax.tasks.pose.detections import DetectionSource
 
 POSE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "coco_pose.py")
 
@@ -75,13 +80,13 @@ def test_builder_yields_every_fixture_instance_with_its_box_and_keypoints(coco_d
 
 def test_detection_source_reads_the_official_box_file(coco_data_dir):
   fixture = shared_path("data", "coco")
-  source = coco.DetectionSource(str(fixture / "test_coco_det_AP_H_56.json"), str(coco_data_dir[1] / "val2017"))
+  source = DetectionSource(str(fixture / "test_coco_det_AP_H_56.json"), str(coco_data_dir[1] / "val2017"))
   with open(fixture / "test_coco_det_AP_H_56.json") as f:
     assert len(source) == len(json.load(f)) == 118
   record = source[0]
   assert record["image_id"] == 785 and 0 < record["score"] <= 1 and record["bbox"].shape == (4,)
   with pytest.raises(FileNotFoundError, match="detections file"):
-    coco.DetectionSource(str(fixture / "missing.json"), str(fixture))
+    DetectionSource(str(fixture / "missing.json"), str(fixture))
 
 
 # ---- must show 2: warp, targets, flip ----------------------------------------------------------------------
@@ -105,7 +110,7 @@ def _official_affine(center, scale, rotation, output_size):
 @pytest.mark.parametrize("rotation", [0.0, 30.0, -75.0])
 def test_affine_matrix_is_the_official_three_point_transform(rotation):
   center, scale = np.array([312.5, 201.25]), np.array([1.4, 1.8666])
-  ours = topdown.affine_matrix(tf.constant(center, tf.float32), tf.constant(scale, tf.float32), rotation, (192, 256))
+  ours = geometry.affine_matrix(tf.constant(center, tf.float32), tf.constant(scale, tf.float32), rotation, (192, 256))
   np.testing.assert_allclose(ours.numpy(), _official_affine(center, scale, rotation, (192, 256)), atol=1e-3)
 
 
@@ -118,9 +123,9 @@ def test_heatmap_peaks_and_image_content_follow_the_keypoints_under_rotation_sca
   """On the real fixture with rotation always on: each labelled keypoint's target peak is within one heatmap pixel
   of the keypoint moved by the sampled transform, and the warped image shows that keypoint's content there (a
   dot painted at one wrist), so flips swap left and right consistently in targets and pixels."""
-  config = ml_collections.ConfigDict({"input_size": (256, 192), "sigma": 2.0, "rotation_prob": 1.0,
-                                      "half_body_prob": 0.3})
-  pipeline = topdown.TopDown(config, keypoints.COCO)
+  config = tasks.recipes()["topdown_pose"].data_config(input_size=(256, 192), sigma=2.0, rotation_prob=1.0,
+                                                       half_body_prob=0.3)
+  pipeline = recipes.TopDown(config, keypoint_sets.COCO)
   source, _ = sources.open_source("coco_keypoints", "validation", coco_data_dir[0], labelled_only=True)
   flips, checked = set(), 0
   for index in range(len(source)):
@@ -144,14 +149,14 @@ def test_heatmap_peaks_and_image_content_follow_the_keypoints_under_rotation_sca
                                                                   visible, seed)
       out = pipeline.train(dotted, seed)
       chex.assert_shape(out["target"], (64, 48, 17))
-      moved = topdown.transform_points(joints, matrix).numpy() / 4  # input pixels -> heatmap pixels
+      moved = geometry.transform_points(joints, matrix).numpy() / 4  # input pixels -> heatmap pixels
       weight = out["target_weight"].numpy()
       inside = np.all((moved >= 0) & (moved <= [47, 63]), axis=-1)  # a window cut by the border peaks at the border
       for k in np.flatnonzero(weight * inside):
         assert np.abs(_peak(out["target"][..., k].numpy()) - moved[k]).max() <= 1.0, (index, k)
       flips.add(bool(flipped))
       # The dot's pixels, and the target of the wrist it became (the other wrist when flipped).
-      channel = keypoints.COCO.flip_permutation()[wrist] if bool(flipped) else wrist
+      channel = keypoint_sets.COCO.flip_permutation()[wrist] if bool(flipped) else wrist
       bright = np.argwhere(out["image"].numpy().mean(-1) > 128)
       if weight[channel] and inside[channel] and len(bright):
         dot_center = bright.mean(0)[::-1] / 4
@@ -162,10 +167,10 @@ def test_heatmap_peaks_and_image_content_follow_the_keypoints_under_rotation_sca
 
 def test_flip_heatmaps_mirrors_swaps_and_shifts():
   heatmaps = np.random.default_rng(0).normal(size=(2, 8, 6, 17)).astype(np.float32)
-  flipped = np.asarray(keypoints.flip_heatmaps(jnp.asarray(heatmaps), keypoints.COCO, shift=False))
+  flipped = np.asarray(codec.flip_heatmaps(jnp.asarray(heatmaps), keypoint_sets.COCO, shift=False))
   np.testing.assert_array_equal(flipped[..., 5], heatmaps[:, :, ::-1, 6])  # left shoulder <- right shoulder
   np.testing.assert_array_equal(flipped[..., 0], heatmaps[:, :, ::-1, 0])  # the nose stays
-  shifted = np.asarray(keypoints.flip_heatmaps(jnp.asarray(heatmaps), keypoints.COCO))
+  shifted = np.asarray(codec.flip_heatmaps(jnp.asarray(heatmaps), keypoint_sets.COCO))
   np.testing.assert_array_equal(shifted[:, :, 1:], flipped[:, :, :-1])
 
 
@@ -173,7 +178,7 @@ def test_heatmap_maxima_take_the_official_quarter_pixel_step():
   heatmaps = np.zeros((1, 8, 8, 2), np.float32)
   heatmaps[0, 4, 3, 0], heatmaps[0, 4, 4, 0], heatmaps[0, 5, 3, 0] = 1.0, 0.5, 0.25  # peak (3, 4), right and down
   heatmaps[0, 0, 7, 1] = 1.0  # on the border: no step
-  coords, maxvals = keypoints.heatmap_maxima(jnp.asarray(heatmaps))
+  coords, maxvals = codec.heatmap_maxima(jnp.asarray(heatmaps))
   np.testing.assert_allclose(np.asarray(coords[0]), [[3.25, 4.25], [7.0, 0.0]])
   np.testing.assert_allclose(np.asarray(maxvals[0]), [1.0, 1.0])
 
@@ -193,15 +198,15 @@ def _fixture_predictions(fixture_json, noise=0.0, seed=0):
 
 def test_ground_truth_keypoints_score_ap_one_on_the_fixture(fixture_json):
   gt = COCO(str(shared_path("data", "coco", "test_coco.json")))
-  results = coco_eval.coco_results(*_fixture_predictions(fixture_json), keypoints.COCO.sigmas)
-  stats = coco_eval.evaluate(gt, results, keypoints.COCO.sigmas)
+  results = coco_eval.coco_results(*_fixture_predictions(fixture_json), keypoint_sets.COCO.sigmas)
+  stats = coco_eval.evaluate(gt, results, keypoint_sets.COCO.sigmas)
   assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
 
 
 def test_perturbed_predictions_score_as_pycocotools_directly(fixture_json, tmp_path):
   annotation_file = str(shared_path("data", "coco", "test_coco.json"))
-  results = coco_eval.coco_results(*_fixture_predictions(fixture_json, noise=0.05), keypoints.COCO.sigmas)
-  ours = coco_eval.evaluate(COCO(annotation_file), results, keypoints.COCO.sigmas)
+  results = coco_eval.coco_results(*_fixture_predictions(fixture_json, noise=0.05), keypoint_sets.COCO.sigmas)
+  ours = coco_eval.evaluate(COCO(annotation_file), results, keypoint_sets.COCO.sigmas)
   assert 0.05 < ours["AP"] < 0.95
   path = tmp_path / "results.json"
   path.write_text(json.dumps(results))
@@ -218,10 +223,10 @@ def test_oks_nms_removes_a_lower_scored_duplicate_and_keeps_the_ap(fixture_json)
   points, scores, areas, image_ids = _fixture_predictions(fixture_json)
   duplicated = (np.concatenate([points, points[:1] + 0.5]), np.concatenate([scores, [0.5]]),
                 np.concatenate([areas, areas[:1]]), np.concatenate([image_ids, image_ids[:1]]))
-  results = coco_eval.coco_results(*duplicated, keypoints.COCO.sigmas)
+  results = coco_eval.coco_results(*duplicated, keypoint_sets.COCO.sigmas)
   assert len(results) == len(points)
   gt = COCO(str(shared_path("data", "coco", "test_coco.json")))
-  assert coco_eval.evaluate(gt, results, keypoints.COCO.sigmas)["AP"] == pytest.approx(1.0)
+  assert coco_eval.evaluate(gt, results, keypoint_sets.COCO.sigmas)["AP"] == pytest.approx(1.0)
 
 
 def test_the_pose_task_evaluates_the_fixture_through_the_pipeline(coco_data_dir):
@@ -230,9 +235,9 @@ def test_the_pose_task_evaluates_the_fixture_through_the_pipeline(coco_data_dir)
   annotation_file = str(shared_path("data", "coco", "test_coco.json"))
   config = config_lib.load(POSE + ":w32_256x192,boxes=gt", {"data.data_dir": coco_data_dir[0],
                                                             "data.annotation_file": annotation_file})
-  from hrnet_jax import data
-  task = tasks.get_task("pose")(config)
-  inputs = data.create_eval_input(config, process_index=0, process_count=1)
+  from hrnet_jax.data import inputs as data_inputs
+  task = tasks.create(config)
+  inputs = data_inputs.create_eval_input(config, process_index=0, process_count=1, eval_source=task.eval_source())
   batch = next(inputs.make_eval())
   batch = {key: jnp.asarray(value) for key, value in batch.items()}
   examples = {k: np.asarray(v) for k, v in task.eval_examples(batch["target"], batch).items()}
@@ -262,7 +267,7 @@ def trained_pose_run(data_dir, tmp_path_factory):
 
 def test_tiny_pose_ap_rises_far_above_its_initial_value(trained_pose_run):
   _, workdir, final = trained_pose_run
-  from hrnet_jax import metric_writer
+  from hrnet_jax.engine import metric_writer
   evals = [m for m in metric_writer.read_metrics(workdir) if "eval/AP" in m]
   assert evals[0]["step"] == 0 and evals[-1]["step"] == 150
   initial = evals[0]["eval/AP"]
@@ -274,8 +279,8 @@ def test_predict_writes_coco_results_and_drawn_images(trained_pose_run, tmp_path
   config, workdir, _ = trained_pose_run
   image = str(shared_path("data", "coco", "000000000785.jpg"))
   boxes = {"000000000785.jpg": [[280.79, 44.73, 218.7, 346.68], [0, 0, 50, 50]]}
-  results, errors = predict.predict_keypoints(config, workdir, [image, str(tmp_path / "missing.jpg")], boxes=boxes,
-                                              output_dir=str(tmp_path / "drawn"))
+  results, errors = keypoints_in_boxes(config, workdir, [image, str(tmp_path / "missing.jpg")], boxes=boxes,
+                                       output_dir=str(tmp_path / "drawn"))
   assert list(errors) == [str(tmp_path / "missing.jpg")]
   assert [r["image_id"] for r in results] == [785, 785] and len(results[0]["keypoints"]) == 6 * 3
   assert Image.open(tmp_path / "drawn" / "000000000785.png").size == (640, 425)
@@ -287,7 +292,7 @@ def test_predict_writes_coco_results_and_drawn_images(trained_pose_run, tmp_path
 def test_drawing_marks_each_labelled_keypoint_and_the_readme_picture_exists(fixture_json):
   annotation = next(a for a in fixture_json["annotations"] if a["image_id"] == 197388 and a["num_keypoints"] >= 15)
   person = np.reshape(annotation["keypoints"], (17, 3)).astype(np.float64)
-  drawn = np.asarray(draw.draw_keypoints(Image.new("RGB", (640, 392)), [person], keypoints.COCO))
+  drawn = np.asarray(draw_keypoints(Image.new("RGB", (640, 392)), [person], keypoint_sets.COCO))
   for x, y, v in person:
     assert (v > 0) == bool(drawn[int(round(y)), int(round(x))].any())
   readme_picture = os.path.join(os.path.dirname(POSE), "..", "docs", "000000197388.png")
@@ -300,9 +305,9 @@ def test_detector_boxes_are_evaluated_against_the_annotation_file_and_say_so(coc
       "data.data_dir": coco_data_dir[0], "data.annotation_file": str(fixture / "test_coco.json"),
       "data.detections": str(fixture / "test_coco_det_AP_H_56.json"), "data.image_dir": str(fixture),
       "eval_batch_size": 128})
-  from hrnet_jax import data
-  task = tasks.get_task("pose")(config)
-  inputs = data.create_eval_input(config, process_index=0, process_count=1)
+  from hrnet_jax.data import inputs as data_inputs
+  task = tasks.create(config)
+  inputs = data_inputs.create_eval_input(config, process_index=0, process_count=1, eval_source=task.eval_source())
   assert inputs.num_eval_examples == 118
   batch = {key: jnp.asarray(value) for key, value in next(inputs.make_eval()).items()}
   # A prediction that puts every keypoint at its box's center: scored by COCOeval, near zero.

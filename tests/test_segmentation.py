@@ -15,9 +15,14 @@ import tensorflow as tf
 from PIL import Image
 
 from helpers import run_module
-from hrnet_jax import config_lib, label_sets, layers, metric_writer, segmentation_inference, sharding, trainer
-from hrnet_jax.data import prepare, segmentation, sources
-from hrnet_jax.tasks.segmentation import SegmentationTask, iou_per_class, ohem_loss
+from hrnet_jax import tasks
+from hrnet_jax.data import prepare, sources
+from hrnet_jax.engine import config_lib, metric_writer, sharding, trainer
+from hrnet_jax.model import layers
+from hrnet_jax.model.normalization import NORMALIZED_BLACK
+from hrnet_jax.tasks.segmentation import inference as segmentation_inference
+from hrnet_jax.tasks.segmentation import label_sets, recipes
+from hrnet_jax.tasks.segmentation.task import iou_per_class, ohem_loss
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -37,7 +42,7 @@ def test_cityscapes_ids_names_colours_and_weights_match_cityscapesscripts():
     if label.id >= 0:
       expected = label.trainId if 0 <= label.trainId < 255 else label_sets.IGNORE_LABEL
       assert table[label.id] == expected, label.name
-  cityscapes = label_sets.get("cityscapes")
+  cityscapes = label_sets.LABEL_SETS["cityscapes"]
   official = [labels.trainId2label[k] for k in range(19)]
   assert cityscapes.class_names == tuple(label.name for label in official)
   np.testing.assert_array_equal(cityscapes.palette, [label.color for label in official])
@@ -56,12 +61,13 @@ def test_pascal_context_index_is_the_official_class_to_index():
   np.testing.assert_array_equal(label_sets.pascal_context_index(label_map), official)
   # A class outside the 59 (the Detail API already folds them into 0) is background.
   np.testing.assert_array_equal(label_sets.pascal_context_index(np.array([[1, 3, 457, 459]])), [[0, 0, 0, 0]])
-  assert label_sets.get("pascal_context_60").num_classes == 60
-  assert label_sets.get("pascal_context_59").class_names == label_sets.get("pascal_context_60").class_names[1:]
+  assert label_sets.LABEL_SETS["pascal_context_60"].num_classes == 60
+  context = label_sets.LABEL_SETS
+  assert context["pascal_context_59"].class_names == context["pascal_context_60"].class_names[1:]
 
 
 def test_lip_flip_pairs_are_exactly_the_left_right_classes():
-  lip = label_sets.get("lip")
+  lip = label_sets.LABEL_SETS["lip"]
   assert lip.num_classes == 20 and lip.class_names[0] == "background"
   for left, right in lip.flip_pairs:
     assert lip.class_names[left].replace("left-", "right-") == lip.class_names[right]
@@ -137,7 +143,7 @@ def _scene_crop(**overrides):
   config = config_lib.load(os.path.join(CONFIGS, "lip.py")).data
   config.update({"crop_size": (8, 10), "base_size": 10, "scale_steps": 0, "resize_to_crop_first": False,
                  "eval_image_size": (), "eval_canvas": (12, 12), "label_canvas": (), "labels": "lip", **overrides})
-  return segmentation.SceneCrop(config)
+  return recipes.SceneCrop(config)
 
 
 def test_lip_training_flip_mirrors_the_image_and_swaps_left_and_right():
@@ -216,7 +222,7 @@ def test_miou_on_8_devices_equals_brute_force_numpy():
   mesh = sharding.make_mesh()
   assert mesh.devices.size == 8
   config = config_lib.load(os.path.join(CONFIGS, "cityscapes.py") + ":tiny")
-  task = SegmentationTask(config)
+  task = tasks.create(config)
   rng = np.random.default_rng(0)
   batches = []
   for _ in range(3):
@@ -229,7 +235,7 @@ def test_miou_on_8_devices_equals_brute_force_numpy():
                                                                                                          np.float32),
                     "undecodable": np.zeros(batch, np.float32)})
   eval_step = trainer.make_eval_step(_LogitsAreTheInput(), task, mesh)
-  metrics = trainer.evaluate(eval_step, {}, lambda: _Batches(batches), mesh, task)
+  metrics = trainer.evaluate(eval_step, {}, lambda: _Batches(batches), mesh, task, check_recipe=False)
 
   intersection, union = np.zeros(num_classes), np.zeros(num_classes)
   for b in batches:
@@ -245,7 +251,7 @@ def test_miou_on_8_devices_equals_brute_force_numpy():
             intersection[k] += label == k and prediction == k
             union[k] += label == k or prediction == k
   assert metrics["miou"] == pytest.approx(100 * np.mean(intersection / union), abs=1e-9)
-  names = label_sets.get("synthetic_shapes").class_names
+  names = label_sets.LABEL_SETS["synthetic_shapes"].class_names
   for k, name in enumerate(names):
     assert metrics[f"iou/{name}"] == pytest.approx(100 * intersection[k] / union[k], abs=1e-9)
 
@@ -279,7 +285,7 @@ def _resize(array, size):
 
 def _official_multi_scale_inference(image, scales, base_size, crop, flip, permutation):
   """A transcription of HRNet's ``BaseDataset.multi_scale_inference`` (one image, NumPy, float64)."""
-  black = np.array(segmentation_inference.NORMALIZED_BLACK)
+  black = np.array(NORMALIZED_BLACK)
   stride_h, stride_w = int(crop[0] * 2.0 / 3.0), int(crop[1] * 2.0 / 3.0)
 
   def inference(window):
@@ -331,7 +337,7 @@ def test_sliding_window_multi_scale_flip_equals_the_official_loop(scales):
   images padded up to the window), LIP-style channel swap on the flip: equal to the official per-image loop."""
   rng = np.random.default_rng(2)
   sizes = np.array([[20, 26], [11, 17], [9, 14]], np.int32)
-  black = np.array(segmentation_inference.NORMALIZED_BLACK, np.float32)
+  black = np.array(NORMALIZED_BLACK, np.float32)
   canvas = np.broadcast_to(black, (3, 20, 26, 3)).copy()
   images = [rng.normal(size=(h, w, 3)).astype(np.float32) for h, w in sizes]
   for n, image in enumerate(images):
@@ -399,13 +405,13 @@ def test_ohem_keeps_the_hard_pixels_as_the_official_criterion():
 
 def test_class_weights_weight_the_mean_as_pytorch():
   config = config_lib.load(os.path.join(CONFIGS, "cityscapes.py") + ":w18_small_v1")
-  task = SegmentationTask(config)
+  task = tasks.create(config)
   rng = np.random.default_rng(6)
   outputs = rng.normal(size=(1, 2, 2, 19)).astype(np.float32)
   labels = np.array([[[0, 5], [18, 255]]] * 4).reshape(1, 4, 4)[:, :4, :4].astype(np.int32)
   loss, _ = task.loss(jnp.asarray(outputs), {"label": jnp.asarray(labels), "mask": jnp.ones(1)})
   logits = np.asarray(task._logits_at_label_size(jnp.asarray(outputs), labels))  # pylint: disable=protected-access
-  weights = np.array(label_sets.get("cityscapes").class_weights)
+  weights = np.array(label_sets.LABEL_SETS["cityscapes"].class_weights)
   valid = labels != 255
   ce = -np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.where(valid, labels, 0)[..., None], -1)[..., 0]
   w = weights[np.where(valid, labels, 0)] * valid
@@ -449,18 +455,18 @@ def test_multi_scale_flip_sliding_evaluation_from_the_command_line(trained_segme
 
 
 def test_predict_writes_label_colour_and_overlay_pngs(trained_segmentation_run, tmp_path):
-  from hrnet_jax import predict
   from hrnet_jax.data import synthetic
+  from hrnet_jax.tasks.segmentation.predict import label_maps
   config, workdir, _ = trained_segmentation_run
   example = synthetic.render_example(np.random.default_rng(7))
   Image.fromarray(np.asarray(Image.fromarray(example["image"]).resize((90, 70)))).save(tmp_path / "shape.png")
   (tmp_path / "broken.png").write_bytes(b"not an image")
-  results, errors = predict.predict_segmentation(config, workdir, [str(tmp_path / "shape.png"),
-                                                                   str(tmp_path / "broken.png")], str(tmp_path / "out"))
+  results, errors = label_maps(config, workdir, [str(tmp_path / "shape.png"), str(tmp_path / "broken.png")],
+                               str(tmp_path / "out"))
   assert list(errors) == [str(tmp_path / "broken.png")] and len(results) == 1
   labels = np.asarray(Image.open(results[0]["outputs"]["labels"]))
   assert labels.shape == (70, 90) and labels.max() < 5
   colour = np.asarray(Image.open(results[0]["outputs"]["color"]))
-  np.testing.assert_array_equal(colour, label_sets.get("synthetic_shapes").palette[labels])
+  np.testing.assert_array_equal(colour, label_sets.LABEL_SETS["synthetic_shapes"].palette[labels])
   assert Image.open(results[0]["outputs"]["overlay"]).size == (90, 70)
   assert sum(results[0]["classes"].values()) == pytest.approx(1.0, abs=1e-3)

@@ -10,7 +10,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hrnet_jax import config_lib, convert, metric_writer, models, optim, scan_layout, tasks, trainer
+from hrnet_jax import model as models
+from hrnet_jax import tasks
+from hrnet_jax.engine import config_lib, metric_writer, optim, weights
+from hrnet_jax.model import convert, scan_layout
 from helpers import REPO, cli_env, random_variables
 from test_engine import cli_args
 
@@ -89,16 +92,15 @@ def test_engine_options_train_and_init_from(data_dir, tmp_path):
 def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, caplog):
   """The backbone loads, the classifier is re-initialised, and the log says which (the loader train() calls)."""
   config = config_lib.load(os.path.join(REPO, "configs", "demo.py"))
-  model = tasks.get_task("classification")(config).create_model()
+  model = tasks.create(config).create_model()
   trained = random_variables(model)
   state_dict = convert.to_state_dict(trained)
   state_dict["classifier.weight"] = np.zeros((10, 256), np.float32)
   state_dict["classifier.bias"] = np.zeros((10,), np.float32)
   np.savez(tmp_path / "weights.npz", **state_dict)
   fresh = jax.tree.map(np.zeros_like, trained)
-  config.init_from = str(tmp_path / "weights.npz")
   with caplog.at_level("INFO"):
-    loaded = trainer.load_init_from(config, model, fresh)
+    loaded = weights.init_from(model, str(tmp_path / "weights.npz"), fresh)
   assert "re-initialised 2: classifier.bias, classifier.weight" in caplog.text
   chex.assert_trees_all_close(loaded["params"]["backbone"], trained["params"]["backbone"])
   assert loaded["params"]["head"]["classifier"]["kernel"].shape == (256, 4)  # fresh, of the model's class count
@@ -112,10 +114,8 @@ def test_init_from_an_orbax_checkpoint_of_the_other_layout(tmp_path):
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(tmp_path / "ckpt", {"step": np.int32(5), **trained})
   checkpointer.wait_until_finished()
-  config = config_lib.base_config()
-  config.init_from = str(tmp_path / "ckpt")
   fresh = jax.tree.map(np.zeros_like, random_variables(scanned))
-  loaded = trainer.load_init_from(config, scanned, fresh)
+  loaded = weights.init_from(scanned, str(tmp_path / "ckpt"), fresh)
   chex.assert_trees_all_equal_shapes(loaded, fresh)
   assert loaded["params"]["backbone"]["stage3_0_to_1"]["branches_0_0"]["conv1"]["kernel"].shape[0] == 2
   chex.assert_trees_all_equal({c: scan_layout.unstack(loaded[c]) for c in loaded}, trained)

@@ -1,0 +1,61 @@
+"""The data-order core on its own: which examples make each global batch, each process's slice of it, and the
+guard that turns an undecodable example into a masked one without moving the others."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hrnet_jax.data import order, pipeline
+
+
+def test_each_epoch_is_a_permutation_and_epochs_concatenate_end_to_end():
+  num_examples, batch = 10, 4  # batches straddle epoch boundaries: 4 + 4 + (2 | 2) + ...
+  stream = np.concatenate([order.train_indices(num_examples, batch, seed=3, step=s) for s in range(10)])
+  epochs = stream.reshape(4, num_examples)
+  for epoch, indices in enumerate(epochs):
+    assert sorted(indices) == list(range(num_examples))
+    np.testing.assert_array_equal(indices, order.epoch_permutation(num_examples, 3, epoch))
+  assert not np.array_equal(epochs[0], epochs[1])  # fresh permutations, not one repeated
+
+
+def test_the_order_is_a_pure_function_of_seed_and_step():
+  first = [order.train_indices(37, 8, seed=0, step=s) for s in (0, 5, 123)]
+  order.epoch_permutation.cache_clear()
+  again = [order.train_indices(37, 8, seed=0, step=s) for s in (123, 5, 0)][::-1]  # any order of asking
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(order.train_indices(37, 8, seed=1, step=0), first[0])
+
+
+def test_process_slices_partition_the_global_batch():
+  slices = [order.process_slice(12, index, 3) for index in range(3)]
+  assert [(s.start, s.stop) for s in slices] == [(0, 4), (4, 8), (8, 12)]
+  positions = order.global_positions(7, 12)
+  np.testing.assert_array_equal(np.concatenate([positions[s] for s in slices]), positions)
+  with pytest.raises(ValueError, match="global batch 10 is not divisible by 3 processes"):
+    order.process_slice(10, 0, 3)
+
+
+def test_eval_batches_cover_every_example_once():
+  assert [order.num_eval_batches(n, 4) for n in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
+
+
+def test_map_or_mark_replaces_a_failing_element_with_zeros_in_place():
+  dataset = tf.data.Dataset.from_tensor_slices({"value": tf.constant([1.0, -1.0, 2.0, 3.0]),
+                                                "index": tf.constant([0, 1, 2, 3], tf.int64)})
+
+  def fn(element):  # fails on negative values, as a decoder on a corrupt file
+    checked = tf.debugging.assert_non_negative(element["value"])
+    with tf.control_dependencies([checked]):
+      return {"value": tf.sqrt(element["value"]) * tf.ones([2])}
+
+  marked = list(pipeline.map_or_mark(dataset, fn, keep=("index",)).as_numpy_iterator())
+  assert [int(m["index"]) for m in marked] == [0, 1, 2, 3]  # order and count kept
+  assert [float(m["decoded"]) for m in marked] == [1.0, 0.0, 1.0, 1.0]
+  np.testing.assert_allclose([m["value"] for m in marked], [[1, 1], [0, 0], [2**0.5] * 2, [3**0.5] * 2], rtol=1e-6)
+
+
+def test_map_or_mark_needs_fixed_shapes():
+  dataset = tf.data.Dataset.from_tensor_slices({"value": tf.constant([1, 2])})
+  with pytest.raises(ValueError, match="preprocessing must produce fixed shapes"):
+    pipeline.map_or_mark(dataset, lambda element: {"value": tf.range(element["value"])})
