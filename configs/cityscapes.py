@@ -28,11 +28,8 @@ PAPER_MIOU = {"w48": 81.1, "w18_small_v2": 76.2, "w18_small_v1": 70.3}
 
 
 def get_config(arg=None):
-  if arg and arg.split(",")[0] in PAPER_MIOU:
-    arg = f"variant={arg}"
-  options = config_lib.parse_arg(arg, variant="w48", tiny=False)
-  if options.variant not in PAPER_MIOU:
-    raise ValueError(f"unknown variant {options.variant!r}; known: {', '.join(PAPER_MIOU)}")
+  options = config_lib.parse_arg(arg, positional="variant", variant="w48", tiny=False)
+  config_lib.check_choice("variant", options.variant, PAPER_MIOU)
   config = segmentation_config(
       model=f"hrnet_{options.variant}", dataset="cityscapes", labels="cityscapes", crop=(512, 1024), base_size=2048,
       eval_canvas=(1024, 2048), batch=12, epochs=484, learning_rate=0.01, weight_decay=5e-4)

@@ -33,14 +33,10 @@ DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.js
 
 
 def get_config(arg=None):
-  if arg and arg.split(",")[0] in PAPER_AP:  # "w32_256x192,..." names the variant
-    arg = f"variant={arg}"
-  options = config_lib.parse_arg(arg, variant="w32_256x192", tiny=False, boxes="detector", batch=128,
+  options = config_lib.parse_arg(arg, positional="variant", variant="w32_256x192", tiny=False, boxes="detector", batch=128,
                                  coco_dir="data/coco")
-  if options.variant not in PAPER_AP:
-    raise ValueError(f"unknown variant {options.variant!r}; known: {', '.join(PAPER_AP)}")
-  if options.boxes not in ("detector", "gt"):
-    raise ValueError(f"boxes must be 'detector' or 'gt', got {options.boxes!r}")
+  config_lib.check_choice("variant", options.variant, PAPER_AP)
+  config_lib.check_choice("boxes", options.boxes, ("detector", "gt"))
   width, size = options.variant.split("_")
   height, input_width = (int(s) for s in size.split("x"))
   config = config_lib.base_config("pose", "topdown_pose")  # the recipe's augmentation defaults are the official ones

@@ -30,11 +30,8 @@ EVAL_SPLIT = {"wflw": "test", "300w": "valid", "cofw": "test", "aflw": "test"}
 
 
 def get_config(arg=None):
-  if arg and arg.split(",")[0] in PAPER_NME:  # "wflw,..." names the dataset
-    arg = f"dataset={arg}"
-  options = config_lib.parse_arg(arg, dataset="wflw", split="", tiny=False, batch=16)
-  if options.dataset not in PAPER_NME:
-    raise ValueError(f"unknown dataset {options.dataset!r}; known: {', '.join(PAPER_NME)}")
+  options = config_lib.parse_arg(arg, positional="dataset", dataset="wflw", split="", tiny=False, batch=16)
+  config_lib.check_choice("dataset", options.dataset, PAPER_NME)
   config = config_lib.base_config("landmarks", "face_landmarks")  # the recipe's augmentation defaults are official
   config.model.name = "hrnet_w18"
   config.model.overrides = {"num_landmarks": LANDMARKS[options.dataset]}

@@ -37,9 +37,9 @@ IMAGENET_TRAIN_IMAGES = 1_281_167
 
 
 def get_config(arg=None):
-  options = config_lib.parse_arg(arg, variant="w18", batch=256, tiny=False, classes=0)
-  if not options.tiny and options.variant not in PAPER_TOP1:
-    raise ValueError(f"unknown variant {options.variant!r}; known: {', '.join(PAPER_TOP1)}")
+  options = config_lib.parse_arg(arg, positional="variant", variant="w18", batch=256, tiny=False, classes=0)
+  if not options.tiny:
+    config_lib.check_choice("variant", options.variant, PAPER_TOP1)
   config = config_lib.base_config("classification", "imagenet")  # its crops and resize are the official ones
   config.model.name = "hrnet_tiny" if options.tiny else f"hrnet_{options.variant}"
   config.model.overrides = {"num_classes": options.classes or (4 if options.tiny else 1000)}

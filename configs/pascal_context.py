@@ -28,9 +28,7 @@ CROP = {59: 520, 60: 480}
 
 
 def get_config(arg=None):
-  if arg and arg.split(",")[0].isdigit():
-    arg = f"classes={arg}"
-  options = config_lib.parse_arg(arg, classes=59, tiny=False)
+  options = config_lib.parse_arg(arg, positional="classes", classes=59, tiny=False)
   if options.classes not in PAPER_MIOU:
     raise ValueError(f"PASCAL-Context has a 59- and a 60-class benchmark, not {options.classes}")
   crop = CROP[options.classes]

@@ -10,7 +10,6 @@ what stands in for the paper's setting, and its numbers are its own.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -20,6 +19,7 @@ import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
+from hrnet_jax import cli  # noqa: E402
 from launch import FINISHED  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def plot(sweep: sweeps.Sweep, results: list[Result], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("sweep", help=f"one of: {', '.join(sweeps.SWEEPS)}")
   parser.add_argument("--root", required=True, help="the folder launch.py ran the sweep in")
   parser.add_argument("--output_dir", default="", help="where to write <sweep>.md/.csv/.png (default: --root)")
@@ -150,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run_argparse(main)

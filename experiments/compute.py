@@ -10,12 +10,12 @@ official tables (``hrnet_jax.summary``). The default 346 TFLOP/s is 35% of an H1
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
+from hrnet_jax import cli  # noqa: E402
 
 # Official training-set sizes (what one epoch is).
 TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "coco_keypoints": 149_813, "semantic_segmentation/cityscapes": 2_975,
@@ -47,7 +47,7 @@ def row_cost(row: sweeps.Row) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("sweep", help=f"one of: {', '.join(sweeps.SWEEPS)}")
   parser.add_argument("--sustained-tflops", type=float, default=346.0)
   args = parser.parse_args(argv)
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run_argparse(main)

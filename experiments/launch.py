@@ -13,7 +13,6 @@ checkpoint when launched again. ``--rows a,b`` picks rows. Local runs write each
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
+from hrnet_jax import cli  # noqa: E402
 from hrnet_jax.engine.trainer import FINAL_METRICS  # noqa: E402
 
 REPO = sweeps.REPO
@@ -92,7 +92,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("sweep", help=f"one of: {', '.join(sweeps.SWEEPS)}")
   parser.add_argument("--root", required=True, help="the sweep's folder: one workdir per row under it")
   parser.add_argument("--mode", choices=("local", "print", "tpu", "slurm"), default="local")
@@ -125,4 +125,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run_argparse(main)

@@ -166,7 +166,8 @@ SWEEPS: dict[str, Callable[[], Sweep]] = {
 
 def get(name: str) -> Sweep:
   if name not in SWEEPS:
-    raise ValueError(f"unknown sweep {name!r}; known: {', '.join(SWEEPS)}")
+    from hrnet_jax.registry import unknown_name  # pylint: disable=import-outside-toplevel
+    raise unknown_name("sweep", name, SWEEPS)
   return SWEEPS[name]()
 
 

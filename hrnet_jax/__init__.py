@@ -7,6 +7,13 @@ imports TensorFlow), ``tasks/<name>/`` (one folder per task, found through one r
 ``evaluate``, ``predict``, ``benchmark``, ``summary``, ``draw``).
 """
 
+import os
+
+# TensorFlow's C++ INFO lines (the oneDNN banner at import) stay out of every run's output; its warnings (e.g. why
+# an image could not be decoded) still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+# pylint: disable=wrong-import-position
 from hrnet_jax.model import (FusionOptions, HRNet, HRNetBackbone, HRNetSpec, StageSpec, VARIANTS, WeightMismatchError,
                              create_model, load_pytorch_weights)
 from hrnet_jax.tasks import TASKS

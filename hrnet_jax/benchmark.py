@@ -18,7 +18,6 @@ file (``benchmarks/`` keeps the committed ones).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -185,7 +184,7 @@ def _parse_value(text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="hrnet_w32", choices=sorted(VARIANTS), metavar="NAME",
                       help=f"one of {', '.join(VARIANTS)}")
   parser.add_argument("--task", default="classification", choices=sorted(n for n, t in tasks.TASKS.items()
@@ -209,11 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     if not sep:
       parser.error(f"--override needs KEY=VALUE, got {item!r}")
     overrides[key] = _parse_value(value)
-  try:
-    result = run_benchmark(args.model, args.task, args.size, args.batch, args.mode, args.dtype, args.steps,
-                           args.warmup, args.peak_tflops, overrides)
-  except ValueError as e:
-    sys.exit(f"error: {e}")
+  result = run_benchmark(args.model, args.task, args.size, args.batch, args.mode, args.dtype, args.steps,
+                         args.warmup, args.peak_tflops, overrides)
   print(result.summary(), file=sys.stderr)
   line = json.dumps(dataclasses.asdict(result))
   print(line)
@@ -224,4 +220,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run_argparse(main)

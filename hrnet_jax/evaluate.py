@@ -11,6 +11,7 @@ reported, not silently dropped.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import jax
@@ -19,7 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hrnet_jax import cli, tasks
-from hrnet_jax.engine import sharding, trainer, weights
+from hrnet_jax.engine import config_lib, sharding, trainer, weights
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
                                           lock_config=True)
@@ -30,6 +31,7 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str) -> dict[str, Any]:
   """The task's metrics for ``checkpoint`` over the whole eval split, on every device."""
+  config_lib.validate(config)
   mesh = sharding.make_mesh(config.num_devices or None)
   sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   task = tasks.create(config)
@@ -47,10 +49,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str) -> d
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _OUTPUT.value:
+    cli.writable_file(_OUTPUT.value, "--output")  # before the evaluation, not after it
   metrics = evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value)
   for key, value in metrics.items():
     print(f"{key:<16} {value:.4f}" if isinstance(value, float) else f"{key:<16} {value}")
   if _OUTPUT.value and jax.process_index() == 0:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     with open(_OUTPUT.value, "w") as f:
       json.dump({"checkpoint": _CHECKPOINT.value, **metrics}, f, indent=2)
 

@@ -8,7 +8,6 @@ Two MAC counts are printed, because they differ by a few percent and papers use 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -18,7 +17,7 @@ from hrnet_jax.model.summary import summarize
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("name", choices=sorted(VARIANTS), metavar="NAME", help=f"one of {', '.join(VARIANTS)}")
   parser.add_argument("--task", default="classification", choices=sorted(tasks.TASKS))
   parser.add_argument("--size", type=cli.parse_size, default=(224, 224), help="input HxW (default 224x224)")
@@ -29,4 +28,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run_argparse(main)

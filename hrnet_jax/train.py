@@ -11,7 +11,8 @@ from ml_collections import config_flags
 
 from hrnet_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py:classification.",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py or configs/imagenet.py:w18"
+                                          ".",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl and TensorBoard events go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
@@ -27,6 +28,8 @@ def main(argv):
 
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if sharding.is_main_process():
+    print(trainer.summary_line(_WORKDIR.value, _CONFIG.value.best_metric))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def cli_env(devices: int) -> dict[str, str]:
   """The environment of a CLI run on ``devices`` simulated CPU devices."""
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-  env.pop("HRNET_TRACEBACK", None)
+  env.pop("HRNET_JAX_DEBUG", None)
   return env
 
 

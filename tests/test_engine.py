@@ -1,6 +1,8 @@
 """The training engine, for real: devices, processes, kills, preemption, checkpoints and failures."""
 
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,8 +58,10 @@ FLOAT64 = {"model.dtype": "float64", "model.param_dtype": "float64"}
 
 def run_float64(workdir, data_dir, devices, extra_args=(), **overrides):
   env = dict(cli_env(devices), JAX_ENABLE_X64="1")
+  # SIGINT as a terminal delivers it, whatever this process does with it (a test sends one).
   return subprocess.Popen(cli_args(workdir, data_dir, **FLOAT64, **overrides) + list(extra_args), env=env,
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc):
@@ -100,26 +104,125 @@ def test_two_processes_match_one_process(data_dir, tmp_path, one_device_run):
   assert eval_count(workdir) == 200  # each process evaluated its half; together every example once
 
 
-def test_sigkill_then_rerun_is_bit_exact(data_dir, tmp_path):
-  steps = {"total_steps": 20, "checkpoint_every": 5, "log_every": 5, "data.eval_split": "validation[:64]"}
-  straight = str(tmp_path / "straight")
-  assert run_cli(straight, data_dir, **steps).returncode == 0
+def assert_same_run(workdir, reference):
+  """``workdir`` ended as the uninterrupted ``reference`` did: the same final state, bit for bit, and one metrics
+  row per logged step."""
+  last = SHORT_RUN["total_steps"]
+  for collection in ("params", "batch_stats", "opt_state"):
+    chex.assert_trees_all_equal(final_state(workdir, last)[collection], final_state(reference, last)[collection])
+  assert [row["step"] for row in metric_writer.read_metrics(workdir)] == list(range(1, last + 1))
+  assert train_losses(workdir) == train_losses(reference)
 
-  killed = str(tmp_path / "killed")
-  proc = subprocess.Popen(cli_args(killed, data_dir, **steps), env=cli_env(1), cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first = os.path.join(killed, "checkpoints", "5")
-  while not os.path.isdir(first) and proc.poll() is None:
+
+def test_sigkill_then_rerun_is_bit_exact(data_dir, tmp_path, one_device_run):
+  killed = str(tmp_path)
+  proc = run_float64(killed, data_dir, devices=1)
+  while not os.path.isdir(os.path.join(killed, "checkpoints", "4")) and proc.poll() is None:
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL
-  assert not os.path.isdir(os.path.join(killed, "checkpoints", "20")), "killed too late to test anything"
-  rerun = run_cli(killed, data_dir, **steps)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
-  assert "resumed from step" in rerun.stderr
-  chex.assert_trees_all_equal(final_state(killed, 20)["params"], final_state(straight, 20)["params"])
-  chex.assert_trees_all_equal(final_state(killed, 20)["batch_stats"], final_state(straight, 20)["batch_stats"])
+  assert not os.path.isdir(os.path.join(killed, "checkpoints", "8")), "killed too late to test anything"
+  assert "resumed from step 4" in finish(run_float64(killed, data_dir, devices=1))
+  assert_same_run(killed, one_device_run)
+
+
+def test_ctrl_c_exits_130_in_one_line_and_a_rerun_ends_as_an_uninterrupted_run(data_dir, tmp_path, one_device_run):
+  workdir = str(tmp_path)
+  proc = run_float64(workdir, data_dir, devices=1)
+  output = ""
+  while "step 5/8" not in output and proc.poll() is None:
+    output += proc.stdout.readline()
+  proc.send_signal(signal.SIGINT)
+  output += proc.communicate(timeout=300)[0]
+  assert proc.returncode == 130, output[-3000:]
+  assert "Traceback" not in output
+  line = last_line(output)
+  assert line.startswith("interrupted at step ") and "the last checkpoint is step 4 in" in line, line
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]  # nothing saved after the interrupt
+  assert "resumed from step 4" in finish(run_float64(workdir, data_dir, devices=1))
+  assert_same_run(workdir, one_device_run)
+
+
+def _damage(step_dir, kind):
+  data = sorted(glob.glob(os.path.join(step_dir, "default", "ocdbt.process_0", "d", "*")), key=os.path.getsize)
+  if kind == "a data file truncated":
+    with open(data[-1], "r+b") as f:
+      f.truncate(os.path.getsize(data[-1]) // 2)
+  elif kind == "a data file removed":
+    os.remove(data[-1])
+  elif kind == "_METADATA removed":
+    os.remove(os.path.join(step_dir, "default", "_METADATA"))
+  else:  # the step directory emptied
+    shutil.rmtree(step_dir)
+    os.makedirs(step_dir)
+
+
+@pytest.mark.parametrize("kind", ["a data file truncated", "a data file removed", "_METADATA removed",
+                                  "the step directory emptied"])
+def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
+    data_dir, tmp_path, one_device_run, kind):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(one_device_run, workdir)
+  _damage(os.path.join(workdir, "checkpoints", "8"), kind)
+  output = finish(run_float64(workdir, data_dir, devices=1))
+  assert "the checkpoint of step 8 is damaged" in output and "resumed from step 4" in output
+  assert "Traceback" not in output and "Event loop is closed" not in output
+  assert os.listdir(os.path.join(workdir, "damaged_checkpoints")) == ["8"]  # moved aside, not deleted
+  assert_same_run(workdir, one_device_run)
+
+
+# Runs ``python -m hrnet_jax.train ARGS`` on a file system that, from the second checkpoint on, refuses to let a file
+# grow past 64 kB (RLIMIT_FSIZE: the kernel fails the write with EFBIG), as a disk that fills up during a run.
+FULL_DISK = """
+import resource, runpy, signal, sys
+from hrnet_jax.engine import checkpointing
+save = checkpointing.Checkpointer.save
+def save_on_a_filling_disk(self, step, state):
+  if step == 8:
+    self.wait()  # the first checkpoint is whole
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY))
+  return save(self, step, state)
+checkpointing.Checkpointer.save = save_on_a_filling_disk
+sys.argv = ["train", *sys.argv[1:]]
+runpy.run_module("hrnet_jax.train", run_name="__main__")
+"""
+
+
+def test_a_failed_save_stops_the_run_in_one_line_and_leaves_the_last_checkpoint(data_dir, tmp_path):
+  workdir = str(tmp_path)
+  # The flags after `-m hrnet_jax.train`: the float64 runs' (their compiled step is cached), 40 steps long.
+  args = cli_args(workdir, data_dir, **FLOAT64, total_steps=40, checkpoint_every=4)[3:]
+  result = subprocess.run([sys.executable, "-c", FULL_DISK, *args], env=dict(cli_env(1), JAX_ENABLE_X64="1"),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2, result.stderr[-3000:]
+  line = last_line(result.stderr)
+  assert line.startswith("error: saving the checkpoint of step 8 failed") and "File too large" in line, line
+  assert f"the last good checkpoint is step 4 in {workdir}" in line
+  assert "Traceback" not in result.stderr
+  # The write fails in the background; the run stops at the first step after it does, at the latest when the next
+  # checkpoint (step 12) would begin.
+  assert max(row["step"] for row in metric_writer.read_metrics(workdir)) <= 12
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["4"]  # no temporary directory left
+  assert np.isfinite(final_state(workdir, 4)["params"]["head"]["classifier"]["kernel"]).all()
+
+
+def test_a_refused_resume_leaves_config_json_as_it_was(data_dir, tmp_path, one_device_run):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(one_device_run, workdir)
+  before = open(os.path.join(workdir, "config.json"), "rb").read()
+  output = run_float64(workdir, data_dir, devices=1, **{"model.name": "hrnet_w18_small_v1"}).communicate()[0]
+  assert "model.name: hrnet_tiny -> hrnet_w18_small_v1" in last_line(output)
+  assert open(os.path.join(workdir, "config.json"), "rb").read() == before
+
+
+def test_rerunning_a_finished_workdir_says_so_without_compiling(data_dir, tmp_path, one_device_run):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(one_device_run, workdir)
+  output = finish(run_float64(workdir, data_dir, devices=1))
+  assert "finished at step 8 already: nothing to do" in output and "compiled" not in output
+  assert last_line(output).startswith("finished at step 8: top1")
 
 
 def test_sigterm_checkpoints_exits_cleanly_and_resumes(data_dir, tmp_path):
@@ -155,7 +258,8 @@ def test_checkpoint_restores_on_another_device_count(tmp_path, save_devices, res
   mesh = sharding.make_mesh(restore_devices)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
                           saved)
-  restored = checkpointing.Checkpointer(str(tmp_path), keep=1).restore(abstract)
+  restored, step = checkpointing.Checkpointer(str(tmp_path), keep=1).restore_latest(abstract)
+  assert step == 7
   chex.assert_trees_all_equal(restored, saved)
   assert all(len(x.sharding.device_set) == restore_devices for x in jax.tree.leaves(restored))
   checkpointer.close()
@@ -167,8 +271,9 @@ def test_resuming_with_other_model_options_is_one_clear_error(tmp_path):
   checkpointer.close()
   scanned = random_variables(models.create_model("hrnet_tiny", task="segmentation", num_classes=3, scan_repeats=True))
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), {"step": np.int32(7), **scanned})
-  with pytest.raises(ValueError, match="does not fit this run's model .*model.scan_repeats.*--config.init_from"):
-    checkpointing.Checkpointer(str(tmp_path), keep=1).restore(abstract)
+  with pytest.raises(checkpointing.ModelMismatchError, match="holds another model .*stage3_0_to_1.* is missing"):
+    checkpointing.Checkpointer(str(tmp_path), keep=1).restore_latest(abstract)
+  assert os.listdir(tmp_path / "checkpoints") == ["7"]  # another model's checkpoint is not taken for damage
 
 
 def test_keeps_latest_and_best_apart(tmp_path):
@@ -197,14 +302,14 @@ def test_unknown_config_key_is_one_clear_line(data_dir, tmp_path):
 def test_missing_dataset_directory_is_one_clear_line(data_dir, tmp_path):
   result = run_cli(str(tmp_path / "run"), data_dir, **{"data.name": "imagenet2012",
                                                        "data.data_dir": str(tmp_path / "nowhere")})
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert last_line(result.stderr).startswith("error: dataset directory")
   assert "nowhere does not exist" in last_line(result.stderr)
 
 
 def test_indivisible_batch_is_one_clear_line(data_dir, tmp_path):
   result = run_cli(str(tmp_path), data_dir, devices=8, global_batch_size=12)
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert last_line(result.stderr) == ("error: global_batch_size=12 is not divisible by the 8 devices; choose a "
                                       "multiple of 8")
 
@@ -213,7 +318,7 @@ def test_nan_loss_stops_naming_step_and_last_good_checkpoint(data_dir, tmp_path)
   workdir = str(tmp_path)
   result = run_cli(workdir, data_dir, checkpoint_every=1, **{"optimizer.learning_rate": 1e12,
                                                              "schedule.name": "constant"})
-  assert result.returncode == 1
+  assert result.returncode == 2
   line = last_line(result.stderr)
   assert line.startswith(("error: loss is nan at step", "error: loss is inf at step",
                           "error: the update made parameters non-finite")), line

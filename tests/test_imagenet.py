@@ -139,7 +139,7 @@ def test_wrong_class_count_is_one_clear_line(trained_folder_run, tmp_path):
   root, _, _ = trained_folder_run
   result = run_module("train", f"--config={IMAGENET}:tiny,classes=5", f"--workdir={tmp_path}",
                       f"--config.data.data_dir={root}")
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: the dataset has 3 classes but the model predicts 5")
 
 

@@ -48,14 +48,22 @@ def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, 
   return EvalInput(make_eval=make_eval, num_eval_examples=len(source), class_names=class_names)
 
 
-def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_index: int, process_count: int,
-                 eval_source: Sequence[dict[str, Any]] | None = None) -> Input:
-  """Opens ``config.data`` and builds this process's pipelines, resuming the data stream at ``start_step``."""
+def open_train_source(config: ml_collections.ConfigDict) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
+  """The training split of ``config.data`` (random access) and its class names."""
   data = config.data
-  evaluation = create_eval_input(config, process_index=process_index, process_count=process_count,
-                                 eval_source=eval_source)
-  source, class_names = sources.open_source(data.name, data.train_split, data.data_dir, data.manual_dir,
-                                            data.labelled_only)
+  return sources.open_source(data.name, data.train_split, data.data_dir, data.manual_dir, data.labelled_only)
+
+
+def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_index: int, process_count: int,
+                 eval_source: Sequence[dict[str, Any]] | None = None,
+                 train_source: tuple[Sequence[dict[str, Any]], list[str] | None] | None = None,
+                 evaluation: EvalInput | None = None) -> Input:
+  """Opens ``config.data`` (or takes ``train_source``, from ``open_train_source``, and ``evaluation``, from
+  ``create_eval_input``) and builds this process's pipelines, resuming the data stream at ``start_step``."""
+  data = config.data
+  evaluation = evaluation or create_eval_input(config, process_index=process_index, process_count=process_count,
+                                               eval_source=eval_source)
+  source, class_names = train_source or open_train_source(config)
   train_fn, _ = tasks.recipes()[data.preprocess].build(data)
   train = pipeline.train_iterator(
       source, train_fn, global_batch_size=config.global_batch_size, seed=config.seed, start_step=start_step,

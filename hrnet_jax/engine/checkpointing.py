@@ -4,12 +4,21 @@ Orbax's ``max_to_keep`` with a ``best_fn`` keeps the best *k* and may delete the
 So there are two managers: ``DIR/checkpoints`` keeps the last ``keep`` steps, ``DIR/best`` keeps one, written only
 when the metric improves. Checkpoints are written asynchronously; restoring takes the target's shardings, so a
 checkpoint written on 8 devices restores on 1 and the reverse.
+
+A checkpoint is trusted only once it restores: resuming takes the newest step that does, and moves each newer,
+damaged one aside (``DIR/damaged_checkpoints``), named in the log; one written with other model options is an
+error, never mistaken for damage. A save that fails stops the run (``poll`` after every step, which waits for
+nothing) with the step, the error and the last good checkpoint, and its temporary directory is removed.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -32,6 +41,55 @@ def host_copy(tree: Any) -> Any:
   return jax.tree.map(to_host, tree)
 
 
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written (disk full, permission, a remote store's error)."""
+
+
+class ModelMismatchError(ValueError):
+  """A checkpoint holds another model's variables (other options, another variant or task)."""
+
+  def __init__(self, step: int, directory: str, differences: list[str]):
+    self.step, self.directory, self.differences = step, directory, differences
+    shown = "; ".join(differences[:3]) + (f"; ... ({len(differences)} in all)" if len(differences) > 3 else "")
+    super().__init__(f"the checkpoint at step {step} in {directory} holds another model ({shown})")
+
+
+def _first_line(error: BaseException) -> str:
+  """What went wrong, briefly: the operating system's reason where TensorStore gives one (its messages run long)."""
+  text = str(error).strip()
+  system = re.search(r"os_error_code='(\d+)'", text)
+  if system:
+    return f"{os.strerror(int(system.group(1)))}, os error {system.group(1)}"
+  lines = text.splitlines()
+  text = lines[0] if lines else type(error).__name__
+  return text[:200] + (" ..." if len(text) > 200 else "")
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _saved_shapes(item_dir: str) -> dict[str, tuple[int, ...]] | None:
+  """Every saved array's path and shape, from the checkpoint's tree metadata; None when it cannot be read."""
+  try:
+    metadata = ocp.StandardCheckpointer().metadata(item_dir).item_metadata
+    leaves = jax.tree_util.tree_flatten_with_path(dict(metadata))[0]
+  except Exception:  # pylint: disable=broad-except  (missing or unreadable: a damaged checkpoint)
+    return None
+  return {_path_name(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _differences(saved: dict[str, tuple[int, ...]], abstract_state: Any) -> list[str]:
+  """How the saved arrays differ from the ones ``abstract_state`` expects: missing, unexpected, other shapes."""
+  wanted = {_path_name(path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+  differences = [f"{name} is missing" for name in wanted if name not in saved]
+  differences += [f"{name} is not in this model" for name in saved if name not in wanted]
+  differences += [f"{name} has shape {list(saved[name])}, this model {list(wanted[name])}"
+                  for name in wanted if name in saved and saved[name] != wanted[name]]
+  return differences
+
+
 class Checkpointer:
   """Latest-k and best-by-metric checkpoints of a train state under ``workdir``."""
 
@@ -50,27 +108,93 @@ class Checkpointer:
       self.best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=best_options)
     self._best_record_path = os.path.join(self.workdir, "best", "best.json")
 
+    self._saving: int | None = None  # the step whose asynchronous save has not been checked yet
+    self._failed = False
+
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
+
+  def last_good(self) -> str:
+    """Where the newest saved checkpoint is, in words (for messages)."""
+    step = self.latest.latest_step()
+    return f"step {step} in {self.latest.directory}" if step is not None else "none (no checkpoint was written yet)"
 
   def save(self, step: int, state: Any) -> bool:
     """Saves ``state`` at ``step`` (asynchronously) unless that step is already saved."""
     if step in self.latest.all_steps():
       return False
-    return self.latest.save(step, args=ocp.args.StandardSave(host_copy(state)), force=True)
-
-  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
-    """Restores onto the shardings of ``abstract_state`` (a tree of ``jax.ShapeDtypeStruct``)."""
-    step = self.latest.latest_step() if step is None else step
+    self.wait()  # Orbax would wait for the previous save too: a failure is then named by its own step
+    self._saving = step
     try:
-      return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state))
-    except ValueError as error:  # Orbax lists the whole tree difference: its first 300 characters name the problem
-      orbax = str(error).splitlines()[0]
-      raise ValueError(
-          f"the checkpoint at step {step} in {self.latest.directory} does not fit this run's model (was it written "
-          "with other model options, such as model.scan_repeats or model.overrides?). Resume with the options it "
-          "was written with, or start another --workdir with --config.init_from=<this workdir>, which loads what "
-          f"fits into either layout. Orbax: {orbax[:300]}{' ...' if len(orbax) > 300 else ''}") from error
+      return self.latest.save(step, args=ocp.args.StandardSave(host_copy(state)), force=True)
+    except Exception as error:  # pylint: disable=broad-except  (a write that fails at once)
+      self._save_failed(error)
+
+  def poll(self) -> None:
+    """Raises ``CheckpointSaveError`` if the last asynchronous save has failed; waits for nothing."""
+    if self._saving is None or self.latest.is_saving_in_progress():
+      return
+    try:
+      self.latest.wait_until_finished()  # returns at once: raises what the save raised
+    except Exception as error:  # pylint: disable=broad-except
+      self._save_failed(error)
+    self._saving = None
+
+  def _save_failed(self, error: BaseException):
+    step, self._saving, self._failed = self._saving, None, True
+    self._remove_temporary()
+    self.latest.reload()
+    raise CheckpointSaveError(f"saving the checkpoint of step {step} failed ({_first_line(error)}); the last good "
+                              f"checkpoint is {self.last_good()}") from error
+
+  def _remove_temporary(self, settle: bool = False) -> None:
+    """Removes what failed saves left (Orbax writes a step into ``<step>.orbax-checkpoint-tmp*`` first). With
+    ``settle``, until nothing reappears for two rounds (0.4 s; 5 s at most): the writes of a failed save's other
+    arrays end on their own after the first one fails."""
+    pattern = os.path.join(glob.escape(str(self.latest.directory)), "*.orbax-checkpoint-tmp*")
+    empty_rounds = 0
+    for _ in range(25 if settle else 1):
+      found = glob.glob(pattern)
+      for temporary in found:
+        shutil.rmtree(temporary, ignore_errors=True)
+      empty_rounds = 0 if found else empty_rounds + 1
+      if not settle or empty_rounds == 2:
+        return
+      time.sleep(0.2)
+
+  def restore_latest(self, abstract_state: Any) -> tuple[Any, int]:
+    """(state, step) from the newest checkpoint that restores onto ``abstract_state`` (a tree of
+    ``jax.ShapeDtypeStruct`` with the target's shardings); (None, 0) when there is none. Each newer checkpoint that
+    is damaged is moved aside and named in the log; one written for another model raises ``ModelMismatchError``."""
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      saved = _saved_shapes(os.path.join(str(self.latest.directory), str(step), "default"))
+      if saved is None:
+        reason = "its tree metadata (_METADATA) cannot be read"
+      else:
+        differences = _differences(saved, abstract_state)
+        if differences:
+          raise ModelMismatchError(step, str(self.latest.directory), differences)
+        try:
+          return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+        except Exception as error:  # pylint: disable=broad-except  (TensorStore: truncated or missing data)
+          reason = _first_line(error)
+      self._move_aside(step, reason)
+    return None, 0
+
+  def _move_aside(self, step: int, reason: str) -> None:
+    source = os.path.join(str(self.latest.directory), str(step))
+    if jax.process_index() == 0:
+      target = os.path.join(self.workdir, "damaged_checkpoints", str(step))
+      suffix = 1
+      while os.path.exists(target):
+        target, suffix = os.path.join(self.workdir, "damaged_checkpoints", f"{step}.{suffix}"), suffix + 1
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(source, target)
+      logging.warning("the checkpoint of step %d is damaged (%s): moved to %s", step, reason, target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices(f"moved aside checkpoint {step}")
+    self.latest.reload()
 
   def best_record(self) -> dict[str, Any] | None:
     if not os.path.exists(self._best_record_path):
@@ -99,36 +223,57 @@ class Checkpointer:
     return True
 
   def wait(self) -> None:
-    self.latest.wait_until_finished()
+    """Blocks until every save has finished; raises ``CheckpointSaveError`` if one failed."""
+    try:
+      self.latest.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      self._save_failed(error)
+    self._saving = None
     if self.best is not None:
       self.best.wait_until_finished()
 
   def close(self) -> None:
-    self.wait()
-    self.latest.close()
+    if not self._failed:
+      self.wait()
+    try:
+      self.latest.close()
+    except Exception:  # pylint: disable=broad-except  (the failed save, reported already)
+      if not self._failed:
+        raise
+    if self._failed:  # again, as the failed save's last writes end
+      self._remove_temporary(settle=True)
     if self.best is not None:
       self.best.close()
 
 
-def find_item_dir(path: str) -> str:
-  """The directory holding a saved state, given a workdir, a ``checkpoints`` dir or a step dir."""
+def item_dirs(path: str) -> list[str]:
+  """The directories holding a saved state, newest first, given a workdir, a ``checkpoints`` dir (every step) or
+  a step dir (that one)."""
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, "checkpoints")):
     path = os.path.join(path, "checkpoints")
-  steps = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
-  if steps:
-    path = os.path.join(path, str(max(steps)))
-  if os.path.isdir(os.path.join(path, "default")):
-    path = os.path.join(path, "default")
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"no Orbax checkpoint at {path}")
-  return path
+  steps = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True) if os.path.isdir(path) else []
+  folders = [os.path.join(path, str(step)) for step in steps] or [path]
+  items = [os.path.join(f, "default") if os.path.isdir(os.path.join(f, "default")) else f for f in folders]
+  items = [item for item in items if os.path.isdir(item)]
+  if not items:
+    raise FileNotFoundError(2, "no Orbax checkpoint (a workdir, its best/, or a step dir)", path)
+  return items
 
 
 def read_variables(path: str, use_ema: bool = False) -> dict[str, Any]:
   """``params`` (the EMA copy when ``use_ema`` and the checkpoint has one) and ``batch_stats`` of an Orbax
-  checkpoint written by this codebase, as host arrays."""
-  state = ocp.StandardCheckpointer().restore(find_item_dir(path))
+  checkpoint written by this codebase, as host arrays: of the newest step that can be read, when ``path`` holds
+  several (a damaged newer one is named in the log)."""
+  items = item_dirs(path)
+  for index, item in enumerate(items):
+    try:
+      state = ocp.StandardCheckpointer().restore(item)
+      break
+    except Exception as error:  # pylint: disable=broad-except  (TensorStore: truncated or missing files)
+      if index == len(items) - 1:
+        raise ValueError(f"the checkpoint at {item} cannot be read ({_first_line(error)}): it is damaged") from None
+      logging.warning("the checkpoint at %s cannot be read (%s); using the next newest", item, _first_line(error))
   missing = [k for k in ("params", "batch_stats") if k not in state]
   if missing:
     raise ValueError(f"{path} is not an hrnet_jax train state: it has no {', '.join(missing)}")

@@ -16,15 +16,25 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from hrnet_jax import tasks
+from hrnet_jax.model import VARIANTS
+from hrnet_jax.registry import unknown_name
 
 
-def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
-  """``"variant=w32,tiny"`` -> ConfigDict(variant='w32', tiny=True), typed by ``defaults``; unknown keys fail."""
+def parse_arg(arg: str | None, positional: str | None = None, **defaults: Any) -> ml_collections.ConfigDict:
+  """``"variant=w32,tiny"`` -> ConfigDict(variant='w32', tiny=True), typed by ``defaults``; unknown keys fail.
+
+  ``positional`` names the key a bare first item sets: with ``positional="variant"``, ``"w32,tiny"`` is
+  ``"variant=w32,tiny"``.
+  """
   result = ml_collections.ConfigDict(defaults)
-  for item in filter(None, (arg or "").split(",")):
+  for position, item in enumerate(filter(None, (arg or "").split(","))):
     key, _, value = item.partition("=")
+    if position == 0 and positional and not value and key not in defaults:
+      key, value = positional, item
+    if not defaults:
+      raise ValueError(f"this config takes no arg, got {item!r}")
     if key not in defaults:
-      raise ValueError(f"unknown config arg {key!r}; known: {', '.join(defaults)}")
+      raise unknown_name("config arg", key, defaults)
     default = defaults[key]
     if not value:
       if not isinstance(default, bool):
@@ -33,8 +43,18 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     elif isinstance(default, bool):
       result[key] = value.lower() in ("1", "true", "yes")
     else:
-      result[key] = type(default)(value) if default is not None else value
+      try:
+        result[key] = type(default)(value) if default is not None else value
+      except ValueError:
+        raise ValueError(f"config arg {key}={value!r} is not a {type(default).__name__}") from None
   return result
+
+
+def check_choice(kind: str, value: str, known) -> str:
+  """``value`` if it is one of ``known``; else the error listing them and the closest."""
+  if value not in known:
+    raise unknown_name(kind, value, known)
+  return value
 
 
 def base_config(task: str = "classification", recipe: str | None = None) -> ml_collections.ConfigDict:
@@ -123,3 +143,46 @@ def load(path_and_arg: str, overrides: dict[str, Any] | None = None) -> ml_colle
       raise KeyError(f"unknown config key {dotted!r}")
     node[leaf] = value
   return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Fails, naming the key, the value and what is expected, on a config no run can use: called before anything is
+  compiled or written."""
+  def require(key: str, ok: bool, expected: str) -> None:
+    if not ok:
+      value = config
+      for part in key.split("."):
+        value = value[part]
+      raise ValueError(f"--config.{key}={value!r}: expected {expected}")
+
+  for key in ("global_batch_size", "eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+              "accumulation_steps"):
+    require(key, config[key] >= 1, "a positive integer")
+  require("total_steps", config.total_steps >= 0, "0 (train for num_epochs) or a positive number of steps")
+  require("num_epochs", config.total_steps or config.num_epochs > 0, "a positive number of epochs")
+  require("eval_every", config.eval_every >= 0, "0 (at the end only) or a positive number of steps")
+  require("optimizer.learning_rate", config.optimizer.learning_rate > 0, "a positive learning rate")
+  for key in ("weight_decay", "grad_clip_norm"):
+    require(f"optimizer.{key}", config.optimizer[key] >= 0, "0 (off) or a positive value")
+  require("schedule.warmup_epochs", config.schedule.warmup_epochs >= 0, "0 or a positive number of epochs")
+  require("ema_decay", 0 <= config.ema_decay < 1, "0 (off) or a decay in (0, 1)")
+  require("best_mode", config.best_mode in ("max", "min"), "'max' or 'min'")
+  if config.schedule.name == "step" and not config.total_steps:
+    late = [m for m in config.schedule.milestones if not 0 < m < config.num_epochs]
+    require("schedule.milestones", not late, f"epochs between 0 and num_epochs={config.num_epochs} ({late} are not)")
+  check_choice("optimizer (--config.optimizer.name)", config.optimizer.name, ("sgd", "adam", "adamw"))
+  check_choice("schedule (--config.schedule.name)", config.schedule.name, ("constant", "cosine", "poly", "step"))
+  check_choice("weight_decay_mask", config.optimizer.weight_decay_mask, ("all", "kernels"))
+  for key in ("dtype", "param_dtype"):
+    check_choice(f"model.{key}", config.model[key], ("float32", "bfloat16", "float16", "float64"))
+  VARIANTS[config.model.name]  # pylint: disable=pointless-statement  (an unknown variant names the known ones)
+  spec = tasks.TASKS[config.task]
+  recipe = tasks.recipes()[config.data.preprocess]
+  upsample = config.model.overrides.get("fusion_upsample", spec.model.fusion_upsample)
+  if upsample == "nearest" and all(key in config.data for key in recipe.defaults):
+    for phase, keys in zip(("training", "evaluation"), recipe.batch_keys(config.data)):
+      height, width = keys["image"].shape[:2]
+      if height % 32 or width % 32:
+        raise ValueError(f"the {phase} input of recipe {recipe.name!r} is {height}x{width} (set in config.data), but "
+                         "nearest fusion upsampling needs multiples of 32; change the size, or set "
+                         "--config.model.overrides.fusion_upsample=bilinear")

@@ -17,25 +17,49 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 class MetricWriter:
-  """Appends ``{"step": s, name: value, ...}`` lines to ``workdir/metrics.jsonl`` and scalar summaries to TB."""
+  """Writes one ``{"step": s, name: value, ...}`` line per logged step to ``workdir/metrics.jsonl`` (what is
+  written at the same step, e.g. training means and an evaluation, shares the line) and scalar summaries to TB.
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  ``resume_step``: the run resumes from that step's checkpoint, so the lines of later steps (written before an
+  interruption, and about to be written again) are dropped first, by an atomic rewrite of the file.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._events = EventFileWriter(os.path.join(workdir, "tensorboard")) if enabled else None
+    self._step: int | None = None
+    self._row: dict[str, float] = {}
+    if enabled and resume_step is not None and os.path.exists(self.path):
+      rows = read_metrics(workdir)
+      kept = [row for row in rows if row["step"] <= resume_step]
+      if len(kept) < len(rows):
+        with open(self.path + ".tmp", "w") as f:
+          f.writelines(json.dumps(row) + "\n" for row in kept)
+        os.replace(self.path + ".tmp", self.path)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
     values = {k: float(v) for k, v in metrics.items()}
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": int(step), **values}) + "\n")
+    if step != self._step:
+      self.flush()
+      self._step = int(step)
+    self._row.update(values)
     summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
     self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
     self._events.flush()
 
+  def flush(self) -> None:
+    """Writes the current step's line (done by the next step's first write, before a checkpoint, and at close)."""
+    if self._row:
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": self._step, **self._row}) + "\n")
+      self._row = {}
+
   def close(self) -> None:
     if self._events is not None:
+      self.flush()
       self._events.close()
 
 

@@ -36,6 +36,10 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                jax.local_device_count(), jax.device_count())
 
 
+def is_main_process() -> bool:
+  return jax.process_index() == 0
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
   """A 1-D ``data`` mesh over all devices of all processes (or the first ``num_devices``, for tests)."""
   devices = jax.devices()

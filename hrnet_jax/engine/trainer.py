@@ -23,7 +23,7 @@ from absl import logging
 from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import compilation, tasks
-from hrnet_jax.engine import checkpointing, metric_writer, optim, sharding, weights
+from hrnet_jax.engine import checkpointing, config_lib, metric_writer, optim, sharding, weights
 from hrnet_jax.tasks.base import Task
 from hrnet_jax.tasks.spec import check_batch
 
@@ -203,16 +203,84 @@ def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer:
   for step, metrics in pending:
     loss = float(metrics["loss"])
     if not np.isfinite(loss) or not bool(metrics["params_finite"]):
-      last = checkpointer.latest_step()
-      where = f"step {last} in {checkpointer.latest.directory}" if last is not None else "none was written"
       what = f"loss is {loss}" if not np.isfinite(loss) else f"the update made parameters non-finite (loss {loss})"
-      raise TrainingDivergedError(f"{what} at step {step}; the last good checkpoint is {where}")
+      raise TrainingDivergedError(f"{what} at step {step}; the last good checkpoint is {checkpointer.last_good()}")
   pending.clear()
 
 
+def _config_differences(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """``key: old -> new`` for the settings in which ``config`` differs from the workdir's ``config.json`` (the model's
+  first)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    old = flax.traverse_util.flatten_dict(json.load(f), sep=".")
+  new = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
+  differences = [f"{key}: {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
+                 for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+  return sorted(differences, key=lambda line: not line.startswith("model."))
+
+
+def _resume(checkpointer: checkpointing.Checkpointer, abstract: Any, workdir: str,
+            config: ml_collections.ConfigDict) -> tuple[Any, int]:
+  """The newest checkpoint that restores (damaged newer ones are moved aside and named), as (state, step)."""
+  try:
+    state, step = checkpointer.restore_latest(abstract)
+  except checkpointing.ModelMismatchError as error:
+    changed = _config_differences(workdir, config)
+    because = f"this run changes {'; '.join(changed[:4])}" if changed else "; ".join(error.differences[:2])
+    raise ValueError(
+        f"the checkpoint at step {error.step} in {error.directory} was written for another model ({because}). "
+        "Resume with the options it was written with, or start another --workdir with "
+        f"--config.init_from={workdir}, which loads what fits") from None
+  if step:
+    logging.info("resumed from step %d in %s", step, workdir)
+  return state, step
+
+
+def _writable_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise OSError(error.errno, f"cannot create the workdir ({error.strerror})", workdir) from None
+  if not os.access(workdir, os.W_OK):
+    raise OSError(13, "cannot write into the workdir", workdir)
+
+
+def _finished(workdir: str) -> dict[str, float] | None:
+  path = os.path.join(workdir, FINAL_METRICS)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def summary_line(workdir: str, best_metric: str | None) -> str:
+  """The one line a run ends with: its final metric (``best_metric``, or every top-level one) and the files it
+  wrote; or, for a run stopped before its end, where it stopped."""
+  files = ", ".join(name for name in (FINAL_METRICS, "metrics.jsonl", "checkpoints/", "best/")
+                    if os.path.exists(os.path.join(workdir, name.rstrip("/"))))
+  final = _finished(workdir)
+  if final is None:
+    steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+    return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({files} in "
+            f"{workdir})")
+  key = (best_metric or "").removeprefix("eval/")
+  shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items()
+                    if (k == key if key in final else "/" not in k and k not in ("step", "count", "undecodable")))
+  return f"finished at step {final['step']}: {shown}; wrote {files} in {workdir}"
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and returns the final eval metrics."""
+  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and returns the final eval metrics.
+
+  Everything that can be checked is checked before anything is compiled or written: the config's values, the
+  recipe/task pairing, the dataset, a writable workdir, and the newest checkpoint that restores (``config.json`` is
+  written only once the checkpoint is known to fit). A finished workdir returns its final metrics at once.
+  """
   # ---- devices, task and model -----------------------------------------------------------------------------
+  config_lib.validate(config)
   mesh = sharding.make_mesh(config.num_devices or None)
   sharding.check_batch_size(config.global_batch_size, mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
@@ -221,29 +289,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      f"{config.accumulation_steps} micro-batches divisible by the {mesh.devices.size} devices")
   task = tasks.create(config)
   model = task.create_model()
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  writer = metric_writer.MetricWriter(workdir, enabled=is_main)
-  checkpointer = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
-                                            best_mode=config.best_mode)
-  start_step = checkpointer.latest_step() or 0
 
-  # ---- input: TensorFlow is imported here only, so the rest of the engine runs without it -------------------
+  # ---- data and schedule: TensorFlow is imported here only, so the rest of the engine runs without it -------
   from hrnet_jax.data import inputs as data_inputs  # pylint: disable=import-outside-toplevel
-  inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
-                                    process_count=jax.process_count(), eval_source=task.eval_source())
-  task.check_dataset(inputs.class_names)
-  steps, steps_per_epoch = total_steps(config, inputs.num_train_examples)
+  train_source = data_inputs.open_train_source(config)
+  evaluation = data_inputs.create_eval_input(config, process_index=jax.process_index(),
+                                             process_count=jax.process_count(), eval_source=task.eval_source())
+  task.check_dataset(train_source[1])
+  steps, steps_per_epoch = total_steps(config, len(train_source[0]))
   schedule = optim.learning_rate_schedule(config, steps, steps_per_epoch)
   tx = optim.create_optimizer(config, schedule)
 
-  # ---- state: fresh, resumed or initialised from other weights ----------------------------------------------
-  first_batch = next(inputs.train)
-  check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
-  image_shape = first_batch["image"].shape[1:]
+  # ---- state: resumed from the newest good checkpoint, or fresh, or initialised from other weights ----------
+  _writable_workdir(workdir)
+  is_main = jax.process_index() == 0
+  image_shape = task.batch_keys()[0]["image"].shape  # as the recipe declares it; checked on the first batch
 
   def create_state(rng):
     return init_train_state(model, tx, image_shape, rng, config.ema_decay)
@@ -251,21 +311,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = sharding.replicated(mesh)
   abstract = jax.eval_shape(create_state, jax.random.key(config.seed))
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-  if start_step:
-    state = checkpointer.restore(abstract)
-    logging.info("resumed from step %d in %s", start_step, workdir)
-  else:
-    state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
-    if config.init_from:
-      variables = weights.init_from(model, config.init_from, {"params": state.params, "batch_stats": state.batch_stats})
-      state = sharding.replicate(state.replace(
-          params=variables["params"], batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-          ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
-  logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,
-               f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps, steps_per_epoch,
-               mesh.devices.size, jax.process_count())
+  checkpointer = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
+                                            best_mode=config.best_mode)
+  try:
+    state, start_step = _resume(checkpointer, abstract, workdir, config)
+    finished = _finished(workdir)
+    if start_step >= steps and finished is not None:
+      logging.warning("%s finished at step %d already: nothing to do", workdir, finished.get("step", start_step))
+      checkpointer.close()
+      return {k: v for k, v in finished.items() if k != "step"}
+  except BaseException:
+    checkpointer.close()
+    raise
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  writer = metric_writer.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
+  inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), train_source=train_source,
+                                    evaluation=evaluation)
+  try:
+    first_batch = next(inputs.train)
+    check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
+    if not start_step:
+      state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
+      if config.init_from:
+        variables = weights.init_from(model, config.init_from,
+                                      {"params": state.params, "batch_stats": state.batch_stats})
+        state = sharding.replicate(state.replace(
+            params=variables["params"], batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
+            ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
+    logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,
+                 f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps, steps_per_epoch,
+                 mesh.devices.size, jax.process_count())
+    eval_metrics = _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, first_batch, inputs,
+                         checkpointer, writer)
+  finally:
+    inputs.train.close()
+    checkpointer.close()
+    writer.close()
+  if eval_metrics.get("step") == steps and is_main:  # finished: what launchers and collectors look for
+    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
+      json.dump(eval_metrics, f, indent=2)
+  return {k: v for k, v in eval_metrics.items() if k != "step"}
 
-  # ---- compiled steps ---------------------------------------------------------------------------------------
+
+def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, first_batch, inputs, checkpointer,
+          writer) -> dict[str, float]:
+  """Compiles the steps and trains from ``start_step`` to ``steps`` (or a SIGTERM); the last eval's metrics with
+  their ``step``."""
   train_step = make_train_step(model, task, tx, schedule, config, mesh)
   eval_step = make_eval_step(model, task, mesh)
   batch = sharding.global_batch(first_batch, mesh)
@@ -273,9 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_step = train_step.lower(state, batch).compile()
   compile_seconds = time.perf_counter() - compile_start
   logging.info("train step compiled in %.1fs", compile_seconds)
-  writer.write(start_step, {"train/compile_seconds": compile_seconds})
 
-  # ---- loop -------------------------------------------------------------------------------------------------
   preemption = _Preemption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
   pending_checks: list[tuple[int, dict[str, jax.Array]]] = []
@@ -289,7 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        mesh, task)
     logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k))
     writer.write(step, {f"eval/{k}": v for k, v in metrics.items()})
-    return metrics
+    return {**metrics, "step": step}
 
   try:
     if config.eval_at_start and start_step == 0:
@@ -299,6 +391,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       step += 1
       pending_checks.append((step, metrics))
       interval_metrics.append(metrics)
+      checkpointer.poll()  # a failed asynchronous save stops the run here
       last_step = step == steps
       if step % config.log_every == 0 or last_step:
         _check_finite(pending_checks, checkpointer)
@@ -306,6 +399,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  if k not in ("params_finite", "undecodable")}
         means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"])
         means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
+        if compile_seconds is not None:  # in the first row of this process, not a row of its own
+          means["train/compile_seconds"], compile_seconds = compile_seconds, None
         if means["train/undecodable"]:
           logging.warning("%d training images in steps %d-%d could not be decoded (TensorFlow logged why); they "
                           "carried no loss", means["train/undecodable"], step - len(interval_metrics) + 1, step)
@@ -319,6 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       stopping = preemption.agreed()
       if step % config.checkpoint_every == 0 or last_step or stopping:
         _check_finite(pending_checks, checkpointer)
+        writer.flush()  # the metrics of every step up to the checkpoint are on disk before it
         checkpointer.save(step, state)
       if stopping:
         checkpointer.wait()
@@ -326,12 +422,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         break
       if not last_step:
         batch = sharding.global_batch(next(inputs.train), mesh)
-    if step == steps and eval_metrics and is_main:  # finished: what launchers and collectors look for
-      with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
-        json.dump({"step": step, **eval_metrics}, f, indent=2)
+    if step == steps and eval_metrics.get("step") != steps:
+      eval_metrics = run_eval(state)  # resumed at the last step, before its evaluation
+  except KeyboardInterrupt:
+    raise KeyboardInterrupt(f"at step {step}; nothing saved since; the last checkpoint is {checkpointer.last_good()}; "
+                            "rerun the same command to resume") from None
   finally:
     preemption.restore()
-    inputs.train.close()
-    checkpointer.close()
-    writer.close()
   return eval_metrics

@@ -4,13 +4,13 @@ of COCO-style files behind ``python -m hrnet_jax.draw``."""
 from __future__ import annotations
 
 import colorsys
-import json
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from hrnet_jax.files import read_json
 from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 
 
@@ -51,8 +51,7 @@ def draw_coco_file(annotations_path: str, image_dir: str, output_dir: str, spec:
                    image_ids: Sequence[int] = (), min_confidence: float = 0.0, max_width: int = 0) -> list[str]:
   """One PNG per image of a COCO-style annotation file (ground truth) or results list (predictions); the paths.
   ``spec`` gives the skeleton (a face set draws points only)."""
-  with open(annotations_path) as f:
-    content = json.load(f)
+  content = read_json(annotations_path, "--annotations")
   ground_truth = isinstance(content, dict)
   annotations = content["annotations"] if ground_truth else content
   file_names = ({image["id"]: image["file_name"] for image in content["images"]} if ground_truth else {})

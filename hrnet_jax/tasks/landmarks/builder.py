@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 import re
 from typing import Any, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from hrnet_jax import files
 
 # Landmark count of each dataset, and the name its annotation files start with.
 DATASETS = {"wflw": (98, "face_landmarks_wflw"), "300w": (68, "face_landmarks_300w"), "cofw": (29, "cofw"),
@@ -48,8 +49,7 @@ def _face(image: str | np.ndarray, image_id: int, face_id: int, landmarks: np.nd
 
 def read_json(path: str, count: int) -> list[dict[str, Any]]:
   """Faces of an MMPose COCO-style file (image path relative to the images folder)."""
-  with open(path) as f:
-    content = json.load(f)
+  content = files.read_json(path, "annotation file")
   files = {image["id"]: image["file_name"] for image in content["images"]}
   faces = []
   for annotation in content["annotations"]:

@@ -16,12 +16,13 @@ evaluation set), which leaves out instances without keypoints, is the split's fi
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from hrnet_jax.files import read_json
 
 NUM_KEYPOINTS = 17
 SPLIT_FILES = {"train": "train2017", "validation": "val2017"}
@@ -101,8 +102,7 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
       path = annotation_file(manual_dir, split)
       if not os.path.exists(path):
         continue
-      with open(path) as f:
-        instances = person_instances(json.load(f))
+      instances = person_instances(read_json(path, "annotation file"))
       self.info.metadata.setdefault("labelled", {})[split] = sum(bool(i["keypoints"].any()) for i in instances)
       splits[split] = self._generate_examples(instances, os.path.join(manual_dir, folder))
     if not splits:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
+
+from hrnet_jax.files import read_json
 
 from hrnet_jax.tasks.pose.keypoint_sets import COCO
 
@@ -19,8 +20,7 @@ class DetectionSource:
     for path, what in ((detections_file, "detections file"), (image_dir, "image folder")):
       if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path} does not exist")
-    with open(detections_file) as f:
-      detections = json.load(f)
+    detections = read_json(detections_file, "detections file")
     if not isinstance(detections, list) or (detections and not {"image_id", "bbox", "score"} <= set(detections[0])):
       raise ValueError(f"{detections_file} is not a COCO detection results list (image_id, bbox, score)")
     # As the official loader: person boxes scoring at least the threshold (0.0 keeps every one).
