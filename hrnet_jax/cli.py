@@ -27,7 +27,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # Errors a user can fix from the message alone. OSError covers missing, unreadable and unwritable paths; absl's
 # flag errors a malformed or missing flag.
-USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError, SyntaxError, flags.Error, app.UsageError)
+# ImportError: an optional extra that is not installed (the message says which).
+USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError, SyntaxError, ImportError, flags.Error,
+               app.UsageError)
 
 
 def one_line(error: BaseException) -> str:
@@ -37,6 +39,8 @@ def one_line(error: BaseException) -> str:
   if isinstance(error, OSError) and error.strerror:
     where = f": {error.filename}" if error.filename else ""
     return " ".join(f"{error.strerror}{where}".split())
+  if type(error) is KeyError and error.args and " " not in str(error.args[0]):  # a bare key: say what it is
+    return f"KeyError {error.args[0]!r} (--verbose shows where)"
   message = error
   while isinstance(message, BaseException) and message.args:  # KeyError/AttributeError wrap the real text
     message = message.args[0]
@@ -226,11 +230,12 @@ def run(main: Callable[[list[str]], None]) -> None:
     logging.get_absl_handler().addFilter(_quiet_libraries)
     guarded(main, argv)
 
+  argv = _verbose(sys.argv)  # first: --verbose decides what follows
   if not debugging():
     if "tensorflow" not in sys.modules:
       sys.meta_path.insert(0, _QuietTensorFlow())
     _quiet_library_threads()
-  app.run(with_quiet_logs, argv=_verbose(sys.argv), flags_parser=_parse_flags)
+  app.run(with_quiet_logs, argv=argv, flags_parser=_parse_flags)
 
 
 class ArgumentParser(argparse.ArgumentParser):

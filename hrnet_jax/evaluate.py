@@ -10,7 +10,6 @@ reported, not silently dropped.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -19,7 +18,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hrnet_jax import cli, tasks
+from hrnet_jax import cli, files, tasks
 from hrnet_jax.engine import config_lib, sharding, trainer, weights
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
@@ -56,8 +55,7 @@ def main(argv):
     print(f"{key:<16} {value:.4f}" if isinstance(value, float) else f"{key:<16} {value}")
   if _OUTPUT.value and jax.process_index() == 0:
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
-      json.dump({"checkpoint": _CHECKPOINT.value, **metrics}, f, indent=2)
+    files.write_json(_OUTPUT.value, {"checkpoint": _CHECKPOINT.value, **metrics})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Reading the files users give (annotations, boxes, detections) with errors that name the file."""
+"""Reading the files users give (annotations, boxes, detections) with errors that name the file, and writing the
+small records a run keeps (configs, final metrics) atomically."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 
@@ -13,3 +15,16 @@ def read_json(path: str, what: str = "file") -> Any:
       return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
       raise ValueError(f"{what} {path} is not JSON ({error})") from None
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes ``path`` whole or not at all (a temporary file, then a rename): a run killed mid-write leaves the old
+  file, never half a new one."""
+  temporary = f"{path}.tmp{os.getpid()}"
+  with open(temporary, "w") as f:
+    f.write(text)
+  os.replace(temporary, path)
+
+
+def write_json(path: str, content: Any) -> None:
+  write_text(path, json.dumps(content, indent=2) + "\n")

@@ -19,16 +19,14 @@ Everything goes into ``--output_dir`` (default ``predictions/`` in the current d
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from absl import flags
 from ml_collections import config_flags
 
-from hrnet_jax import cli, tasks
+from hrnet_jax import cli, files, tasks
 from hrnet_jax.engine import config_lib
-from hrnet_jax.files import read_json
 from hrnet_jax.tasks.spec import PredictOptions, resolve
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:variant=w18.",
@@ -54,19 +52,18 @@ def main(argv):
     raise ValueError(f"task {config.task!r} has no predict")
   boxes = None
   if _BOXES.value:
-    boxes = read_json(_BOXES.value, "--boxes")
+    boxes = files.read_json(_BOXES.value, "--boxes")
   # Both outputs are checked before any image is predicted.
   cli.writable_dir(_OUTPUT_DIR.value, "into --output_dir")
   output = cli.writable_file(_OUTPUT.value or os.path.join(_OUTPUT_DIR.value, "predictions.json"), "--output")
   options = PredictOptions(top=_TOP.value, boxes=boxes, output_dir=_OUTPUT_DIR.value)
   prediction = resolve(spec.predict)(config, _CHECKPOINT.value, paths, options)
-  if len(prediction.errors) == len(paths):
+  if len(prediction.errors) == len(set(paths)):
     path, message = next(iter(prediction.errors.items()))
     raise ValueError(f"none of the {len(paths)} image(s) could be read or decoded ({path}: {message})")
   print("\n".join(prediction.lines))
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "w") as f:
-    json.dump(prediction.payload, f, indent=2)
+  files.write_json(output, prediction.payload)
   print(f"wrote {output}")
   if prediction.errors:
     sys.exit(1)

@@ -276,6 +276,38 @@ def test_resuming_with_other_model_options_is_one_clear_error(tmp_path):
   assert os.listdir(tmp_path / "checkpoints") == ["7"]  # another model's checkpoint is not taken for damage
 
 
+def test_when_no_checkpoint_restores_the_run_stops_and_moves_nothing(tmp_path):
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  state = _tiny_state(sharding.make_mesh(1))
+  for step in (4, 8):
+    checkpointer.save(step, state)
+  checkpointer.close()
+  for step in ("4", "8"):
+    _damage(str(tmp_path / "checkpoints" / step), "a data file truncated")
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+  with pytest.raises(ValueError, match=r"no checkpoint in .* can be restored \(step 8: .*; step 4: .*move that"):
+    checkpointing.Checkpointer(str(tmp_path), keep=2).restore_latest(abstract)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]  # starting over is the user's decision
+  assert not os.path.exists(tmp_path / "damaged_checkpoints")
+
+
+def test_metrics_resume_merges_the_resumed_step_and_drops_a_cut_line(tmp_path):
+  writer = metric_writer.MetricWriter(str(tmp_path))
+  for step in (1, 2, 3):
+    writer.write(step, {"train/loss": float(step)})
+  writer.close()
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 4, "train/lo')  # a run killed while appending
+  assert [row["step"] for row in metric_writer.read_metrics(str(tmp_path))] == [1, 2, 3]
+  writer = metric_writer.MetricWriter(str(tmp_path), resume_step=2)
+  writer.write(2, {"eval/top1": 50.0})  # the evaluation the interruption cut off
+  writer.write(3, {"train/loss": 3.5})
+  writer.close()
+  assert metric_writer.read_metrics(str(tmp_path)) == [
+      {"step": 1, "train/loss": 1.0}, {"step": 2, "train/loss": 2.0, "eval/top1": 50.0},
+      {"step": 3, "train/loss": 3.5}]
+
+
 def test_keeps_latest_and_best_apart(tmp_path):
   state = _tiny_state(sharding.make_mesh(1))
   checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2, best_metric="eval/miou", best_mode="max")

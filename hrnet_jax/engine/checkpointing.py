@@ -6,8 +6,8 @@ when the metric improves. Checkpoints are written asynchronously; restoring take
 checkpoint written on 8 devices restores on 1 and the reverse.
 
 A checkpoint is trusted only once it restores: resuming takes the newest step that does, and moves each newer,
-damaged one aside (``DIR/damaged_checkpoints``), named in the log; one written with other model options is an
-error, never mistaken for damage. A save that fails stops the run (``poll`` after every step, which waits for
+damaged one aside (``DIR/damaged_checkpoints``), named in the log; when none restores the run stops and says so; one
+written with other model options is an error, never mistaken for damage. A save that fails stops the run (``poll`` after every step, which waits for
 nothing) with the step, the error and the last good checkpoint, and its temporary directory is removed.
 """
 
@@ -25,6 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from hrnet_jax import files
 
 
 def host_copy(tree: Any) -> Any:
@@ -111,9 +113,6 @@ class Checkpointer:
     self._saving: int | None = None  # the step whose asynchronous save has not been checked yet
     self._failed = False
 
-  def latest_step(self) -> int | None:
-    return self.latest.latest_step()
-
   def last_good(self) -> str:
     """Where the newest saved checkpoint is, in words (for messages)."""
     step = self.latest.latest_step()
@@ -150,7 +149,9 @@ class Checkpointer:
   def _remove_temporary(self, settle: bool = False) -> None:
     """Removes what failed saves left (Orbax writes a step into ``<step>.orbax-checkpoint-tmp*`` first). With
     ``settle``, until nothing reappears for two rounds (0.4 s; 5 s at most): the writes of a failed save's other
-    arrays end on their own after the first one fails."""
+    arrays end on their own after the first one fails. Process 0's work: the folder is shared by every process."""
+    if jax.process_index() != 0:
+      return
     pattern = os.path.join(glob.escape(str(self.latest.directory)), "*.orbax-checkpoint-tmp*")
     empty_rounds = 0
     for _ in range(25 if settle else 1):
@@ -164,21 +165,34 @@ class Checkpointer:
 
   def restore_latest(self, abstract_state: Any) -> tuple[Any, int]:
     """(state, step) from the newest checkpoint that restores onto ``abstract_state`` (a tree of
-    ``jax.ShapeDtypeStruct`` with the target's shardings); (None, 0) when there is none. Each newer checkpoint that
-    is damaged is moved aside and named in the log; one written for another model raises ``ModelMismatchError``."""
+    ``jax.ShapeDtypeStruct`` with the target's shardings); (None, 0) when there is none.
+
+    Damage is what TensorStore and the file system report (``ValueError``, ``OSError``): each damaged checkpoint
+    newer than a good one is moved aside and named in the log. When none restores, nothing is moved and the error
+    names them all: starting again from step 0 is the user's decision, never a silent one. A checkpoint written for
+    another model raises ``ModelMismatchError``; any other error is raised as it is.
+    """
+    damaged = []
     for step in sorted(self.latest.all_steps(), reverse=True):
       saved = _saved_shapes(os.path.join(str(self.latest.directory), str(step), "default"))
       if saved is None:
-        reason = "its tree metadata (_METADATA) cannot be read"
-      else:
-        differences = _differences(saved, abstract_state)
-        if differences:
-          raise ModelMismatchError(step, str(self.latest.directory), differences)
-        try:
-          return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
-        except Exception as error:  # pylint: disable=broad-except  (TensorStore: truncated or missing data)
-          reason = _first_line(error)
-      self._move_aside(step, reason)
+        damaged.append((step, "its tree metadata (_METADATA) cannot be read"))
+        continue
+      differences = _differences(saved, abstract_state)
+      if differences:
+        raise ModelMismatchError(step, str(self.latest.directory), differences)
+      try:
+        state = self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      except (ValueError, OSError) as error:  # TensorStore's DATA_LOSS, OUT_OF_RANGE, NOT_FOUND, ...: damage
+        damaged.append((step, _first_line(error)))
+        continue
+      for newer, reason in damaged:
+        self._move_aside(newer, reason)
+      return state, step
+    if damaged:
+      reasons = "; ".join(f"step {step}: {reason}" for step, reason in damaged)
+      raise ValueError(f"no checkpoint in {self.latest.directory} can be restored ({reasons}); to start again from "
+                       "step 0, move that folder away")
     return None, 0
 
   def _move_aside(self, step: int, reason: str) -> None:
@@ -214,11 +228,14 @@ class Checkpointer:
       better = value > record["value"] if self.best_mode == "max" else value < record["value"]
       if not better or step == record["step"]:
         return False
-    self.best.save(step, args=ocp.args.StandardSave(host_copy(state)), force=True)
-    self.best.wait_until_finished()
+    try:
+      self.best.save(step, args=ocp.args.StandardSave(host_copy(state)), force=True)
+      self.best.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      raise CheckpointSaveError(f"saving the best checkpoint (step {step}) failed ({_first_line(error)}); the last "
+                                f"good checkpoint is {self.last_good()}") from error
     if jax.process_index() == 0:
-      with open(self._best_record_path, "w") as f:
-        json.dump({"step": step, "metric": self.best_metric, "value": value}, f)
+      files.write_json(self._best_record_path, {"step": step, "metric": self.best_metric, "value": value})
     logging.info("new best %s = %.4f at step %d", self.best_metric, value, step)
     return True
 

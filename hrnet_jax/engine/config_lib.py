@@ -179,8 +179,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   spec = tasks.TASKS[config.task]
   recipe = tasks.recipes()[config.data.preprocess]
   upsample = config.model.overrides.get("fusion_upsample", spec.model.fusion_upsample)
-  if upsample == "nearest" and all(key in config.data for key in recipe.defaults):
-    for phase, keys in zip(("training", "evaluation"), recipe.batch_keys(config.data)):
+  if upsample == "nearest":
+    data = ml_collections.ConfigDict({**recipe.defaults, **config.data.to_dict()})  # as tasks.create fills it
+    for phase, keys in zip(("training", "evaluation"), recipe.batch_keys(data)):
       height, width = keys["image"].shape[:2]
       if height % 32 or width % 32:
         raise ValueError(f"the {phase} input of recipe {recipe.name!r} is {height}x{width} (set in config.data), but "

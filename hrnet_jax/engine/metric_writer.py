@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from absl import logging
+
+from hrnet_jax import files
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -21,7 +23,8 @@ class MetricWriter:
   written at the same step, e.g. training means and an evaluation, shares the line) and scalar summaries to TB.
 
   ``resume_step``: the run resumes from that step's checkpoint, so the lines of later steps (written before an
-  interruption, and about to be written again) are dropped first, by an atomic rewrite of the file.
+  interruption, and about to be written again) are dropped first, by an atomic rewrite of the file; what is written
+  again at ``resume_step`` itself (an evaluation the interruption cut off) joins that step's line.
   """
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
@@ -30,13 +33,15 @@ class MetricWriter:
     self._events = EventFileWriter(os.path.join(workdir, "tensorboard")) if enabled else None
     self._step: int | None = None
     self._row: dict[str, float] = {}
+    self._step_on_disk: int | None = None  # a step whose line is in the file already
     if enabled and resume_step is not None and os.path.exists(self.path):
-      rows = read_metrics(workdir)
-      kept = [row for row in rows if row["step"] <= resume_step]
-      if len(kept) < len(rows):
-        with open(self.path + ".tmp", "w") as f:
-          f.writelines(json.dumps(row) + "\n" for row in kept)
-        os.replace(self.path + ".tmp", self.path)
+      with open(self.path) as f:
+        lines = [line for line in f if line.strip()]
+      kept = [row for row in read_metrics(workdir) if row["step"] <= resume_step]
+      if len(kept) < len(lines):
+        _write_rows(self.path, kept)
+      if kept and kept[-1]["step"] == resume_step:
+        self._step_on_disk = resume_step
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -52,10 +57,15 @@ class MetricWriter:
 
   def flush(self) -> None:
     """Writes the current step's line (done by the next step's first write, before a checkpoint, and at close)."""
-    if self._row:
+    if not self._row:
+      return
+    if self._step == self._step_on_disk:
+      rows = read_metrics(os.path.dirname(self.path))
+      _write_rows(self.path, rows[:-1] + [{**rows[-1], **self._row}])
+    else:
       with open(self.path, "a") as f:
         f.write(json.dumps({"step": self._step, **self._row}) + "\n")
-      self._row = {}
+    self._row, self._step_on_disk = {}, None
 
   def close(self) -> None:
     if self._events is not None:
@@ -63,10 +73,24 @@ class MetricWriter:
       self._events.close()
 
 
+def _write_rows(path: str, rows: list[dict[str, Any]]) -> None:
+  files.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """Every line of ``workdir/metrics.jsonl``."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """Every line of ``workdir/metrics.jsonl``; a last line cut short (a run killed while appending it) is left out."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  rows = []
+  for number, line in enumerate(lines, 1):
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      if number < len(lines):
+        raise ValueError(f"{path}, line {number}, is not JSON") from None
+      logging.warning("%s: the last line was cut short (a run killed while writing it); left out", path)
+  return rows
 
 
 def format_duration(seconds: float) -> str:

@@ -6,6 +6,7 @@ so an interrupted run ends exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from hrnet_jax import compilation, tasks
+from hrnet_jax import compilation, files, tasks
 from hrnet_jax.engine import checkpointing, config_lib, metric_writer, optim, sharding, weights
 from hrnet_jax.tasks.base import Task
 from hrnet_jax.tasks.spec import check_batch
@@ -259,17 +260,17 @@ def _finished(workdir: str) -> dict[str, float] | None:
 def summary_line(workdir: str, best_metric: str | None) -> str:
   """The one line a run ends with: its final metric (``best_metric``, or every top-level one) and the files it
   wrote; or, for a run stopped before its end, where it stopped."""
-  files = ", ".join(name for name in (FINAL_METRICS, "metrics.jsonl", "checkpoints/", "best/")
+  written = ", ".join(name for name in (FINAL_METRICS, "metrics.jsonl", "checkpoints/", "best/")
                     if os.path.exists(os.path.join(workdir, name.rstrip("/"))))
   final = _finished(workdir)
   if final is None:
     steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
-    return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({files} in "
+    return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({written} in "
             f"{workdir})")
   key = (best_metric or "").removeprefix("eval/")
   shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items()
                     if (k == key if key in final else "/" not in k and k not in ("step", "count", "undecodable")))
-  return f"finished at step {final['step']}: {shown}; wrote {files} in {workdir}"
+  return f"finished at step {final['step']}: {shown}; wrote {written} in {workdir}"
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -311,26 +312,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = sharding.replicated(mesh)
   abstract = jax.eval_shape(create_state, jax.random.key(config.seed))
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-  checkpointer = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
-                                            best_mode=config.best_mode)
-  try:
+  with contextlib.ExitStack() as cleanup:  # closed in reverse: the input, the metrics, the checkpoints (waited for)
+    checkpointer = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints, best_metric=config.best_metric,
+                                              best_mode=config.best_mode)
+    cleanup.callback(checkpointer.close)
     state, start_step = _resume(checkpointer, abstract, workdir, config)
     finished = _finished(workdir)
     if start_step >= steps and finished is not None:
       logging.warning("%s finished at step %d already: nothing to do", workdir, finished.get("step", start_step))
-      checkpointer.close()
       return {k: v for k, v in finished.items() if k != "step"}
-  except BaseException:
-    checkpointer.close()
-    raise
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  writer = metric_writer.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
-  inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
-                                    process_count=jax.process_count(), train_source=train_source,
-                                    evaluation=evaluation)
-  try:
+    if is_main:
+      files.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
+      if finished is not None:  # continued with more steps: finished no more until the new end
+        os.remove(os.path.join(workdir, FINAL_METRICS))
+    writer = metric_writer.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
+    cleanup.callback(writer.close)
+    inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
+                                      process_count=jax.process_count(), train_source=train_source,
+                                      evaluation=evaluation)
+    cleanup.callback(inputs.train.close)
     first_batch = next(inputs.train)
     check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
     if not start_step:
@@ -346,13 +346,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  mesh.devices.size, jax.process_count())
     eval_metrics = _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, first_batch, inputs,
                          checkpointer, writer)
-  finally:
-    inputs.train.close()
-    checkpointer.close()
-    writer.close()
-  if eval_metrics.get("step") == steps and is_main:  # finished: what launchers and collectors look for
-    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
-      json.dump(eval_metrics, f, indent=2)
+  # Finished: what launchers and collectors look for, written once the last checkpoint is on disk.
+  if eval_metrics.get("step") == steps and is_main:
+    files.write_json(os.path.join(workdir, FINAL_METRICS), eval_metrics)
   return {k: v for k, v in eval_metrics.items() if k != "step"}
 
 
@@ -425,6 +421,7 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
     if step == steps and eval_metrics.get("step") != steps:
       eval_metrics = run_eval(state)  # resumed at the last step, before its evaluation
   except KeyboardInterrupt:
+    checkpointer.wait()  # a save already under way completes; nothing new is started
     raise KeyboardInterrupt(f"at step {step}; nothing saved since; the last checkpoint is {checkpointer.last_good()}; "
                             "rerun the same command to resume") from None
   finally:

@@ -14,7 +14,7 @@ import ml_collections
 
 from hrnet_jax.model.factory import ModelDefaults
 from hrnet_jax.registry import Registry
-from hrnet_jax.tasks.spec import Recipe, TaskSpec, check_pairing, resolve
+from hrnet_jax.tasks.spec import TaskSpec, check_pairing, resolve
 
 BUILTIN = ("classification", "pose", "landmarks", "segmentation")
 

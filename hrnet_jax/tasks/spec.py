@@ -2,7 +2,8 @@
 (a preprocessing recipe and the batch keys it produces) and the batch contract between them.
 
 A declaration is data plus references to code: a reference is the object itself or a ``"module:attribute"`` string
-imported on first use, so that declaring (and listing) tasks imports neither TensorFlow nor any task's code.
+imported on first use, so that declaring (and listing) tasks imports neither TensorFlow nor any task's training
+code (a declaration may import a light module its defaults come from, as segmentation's inference options).
 """
 
 from __future__ import annotations

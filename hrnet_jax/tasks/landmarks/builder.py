@@ -50,13 +50,13 @@ def _face(image: str | np.ndarray, image_id: int, face_id: int, landmarks: np.nd
 def read_json(path: str, count: int) -> list[dict[str, Any]]:
   """Faces of an MMPose COCO-style file (image path relative to the images folder)."""
   content = files.read_json(path, "annotation file")
-  files = {image["id"]: image["file_name"] for image in content["images"]}
+  file_names = {image["id"]: image["file_name"] for image in content["images"]}
   faces = []
   for annotation in content["annotations"]:
     landmarks = np.reshape(annotation["keypoints"], (-1, 3))[:, :2]
     if len(landmarks) != count:
       raise ValueError(f"{path}: annotation {annotation['id']} has {len(landmarks)} landmarks, expected {count}")
-    faces.append(_face(files[annotation["image_id"]], annotation["image_id"], annotation["id"], landmarks,
+    faces.append(_face(file_names[annotation["image_id"]], annotation["image_id"], annotation["id"], landmarks,
                        annotation.get("center"), annotation.get("scale"), annotation.get("box_size")))
   return faces
 
