@@ -1,14 +1,18 @@
 """Test setup: 8 simulated CPU devices (set before JAX starts) and the shared golden/fixture folders."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Many tests compile the same train step in fresh processes (kill, resume, preempt): a compilation cache shared
 # by the session's processes turns each recompile (~20 s on 2 cores) into a load.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="hrnet_jax_xla_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # made by the first process (pytest's), inherited by its workers
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hrnet_jax_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402  (after XLA_FLAGS on purpose)

@@ -67,6 +67,16 @@ def _first_line(error: BaseException) -> str:
   return text[:200] + (" ..." if len(text) > 200 else "")
 
 
+def _damage(error: BaseException) -> BaseException | None:
+  """The storage error behind ``error`` (TensorStore's DATA_LOSS, OUT_OF_RANGE, NOT_FOUND, ... are ``ValueError``;
+  the file system's ``OSError``), which Orbax may wrap in a plain ``Exception``; None for any other error."""
+  while error is not None:
+    if isinstance(error, (ValueError, OSError)):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def _path_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
@@ -167,7 +177,7 @@ class Checkpointer:
     """(state, step) from the newest checkpoint that restores onto ``abstract_state`` (a tree of
     ``jax.ShapeDtypeStruct`` with the target's shardings); (None, 0) when there is none.
 
-    Damage is what TensorStore and the file system report (``ValueError``, ``OSError``): each damaged checkpoint
+    Damage is what TensorStore and the file system report (``_damage``): each damaged checkpoint
     newer than a good one is moved aside and named in the log. When none restores, nothing is moved and the error
     names them all: starting again from step 0 is the user's decision, never a silent one. A checkpoint written for
     another model raises ``ModelMismatchError``; any other error is raised as it is.
@@ -183,8 +193,11 @@ class Checkpointer:
         raise ModelMismatchError(step, str(self.latest.directory), differences)
       try:
         state = self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state))
-      except (ValueError, OSError) as error:  # TensorStore's DATA_LOSS, OUT_OF_RANGE, NOT_FOUND, ...: damage
-        damaged.append((step, _first_line(error)))
+      except Exception as error:  # pylint: disable=broad-except
+        damage = _damage(error)
+        if damage is None:
+          raise
+        damaged.append((step, _first_line(damage)))
         continue
       for newer, reason in damaged:
         self._move_aside(newer, reason)
