@@ -10,7 +10,6 @@ reported, not silently dropped.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -54,7 +53,6 @@ def main(argv):
   for key, value in metrics.items():
     print(f"{key:<16} {value:.4f}" if isinstance(value, float) else f"{key:<16} {value}")
   if _OUTPUT.value and jax.process_index() == 0:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     files.write_json(_OUTPUT.value, {"checkpoint": _CHECKPOINT.value, **metrics})
 
 

@@ -19,7 +19,8 @@ def read_json(path: str, what: str = "file") -> Any:
 
 def write_text(path: str, text: str) -> None:
   """Writes ``path`` whole or not at all (a temporary file, then a rename): a run killed mid-write leaves the old
-  file, never half a new one."""
+  file, never half a new one. Its folder is made if needed."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   temporary = f"{path}.tmp{os.getpid()}"
   with open(temporary, "w") as f:
     f.write(text)

@@ -62,7 +62,6 @@ def main(argv):
     path, message = next(iter(prediction.errors.items()))
     raise ValueError(f"none of the {len(paths)} image(s) could be read or decoded ({path}: {message})")
   print("\n".join(prediction.lines))
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   files.write_json(output, prediction.payload)
   print(f"wrote {output}")
   if prediction.errors:

@@ -6,15 +6,15 @@ when the metric improves. Checkpoints are written asynchronously; restoring take
 checkpoint written on 8 devices restores on 1 and the reverse.
 
 A checkpoint is trusted only once it restores: resuming takes the newest step that does, and moves each newer,
-damaged one aside (``DIR/damaged_checkpoints``), named in the log; when none restores the run stops and says so; one
-written with other model options is an error, never mistaken for damage. A save that fails stops the run (``poll`` after every step, which waits for
-nothing) with the step, the error and the last good checkpoint, and its temporary directory is removed.
+damaged one aside (``DIR/damaged_checkpoints``), named in the log; when none restores the run stops and says so;
+one written with other model options is an error, never mistaken for damage. A save that fails stops the run
+(``poll`` after every step, which waits for nothing) with the step, the error and the last good checkpoint, and its
+temporary directory is removed.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -226,8 +226,7 @@ class Checkpointer:
   def best_record(self) -> dict[str, Any] | None:
     if not os.path.exists(self._best_record_path):
       return None
-    with open(self._best_record_path) as f:
-      return json.load(f)
+    return files.read_json(self._best_record_path)
 
   def maybe_save_best(self, step: int, state: Any, metrics: dict[str, float]) -> bool:
     """Saves ``state`` as the best checkpoint if ``metrics[best_metric]`` beats the best so far."""

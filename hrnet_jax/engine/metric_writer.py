@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from absl import logging
-
-from hrnet_jax import files
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from hrnet_jax import files
 
 
 class MetricWriter:

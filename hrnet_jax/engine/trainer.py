@@ -215,8 +215,7 @@ def _config_differences(workdir: str, config: ml_collections.ConfigDict) -> list
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    old = flax.traverse_util.flatten_dict(json.load(f), sep=".")
+  old = flax.traverse_util.flatten_dict(files.read_json(path), sep=".")
   new = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
   differences = [f"{key}: {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
                  for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
@@ -253,8 +252,7 @@ def _finished(workdir: str) -> dict[str, float] | None:
   path = os.path.join(workdir, FINAL_METRICS)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return files.read_json(path)
 
 
 def summary_line(workdir: str, best_metric: str | None) -> str:
@@ -265,8 +263,8 @@ def summary_line(workdir: str, best_metric: str | None) -> str:
   final = _finished(workdir)
   if final is None:
     steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
-    return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({written} in "
-            f"{workdir})")
+    return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({written} "
+            f"in {workdir})")
   key = (best_metric or "").removeprefix("eval/")
   shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items()
                     if (k == key if key in final else "/" not in k and k not in ("step", "count", "undecodable")))

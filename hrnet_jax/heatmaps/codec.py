@@ -3,8 +3,8 @@ out of predicted heatmaps (JAX), shared by pose and landmarks.
 
 Both follow deep-high-resolution-net.pytorch exactly (the target's Gaussian centred on the rounded heatmap
 position; argmax, the quarter-pixel step toward the higher neighbour, flip test with the one-pixel shift) because
-those details move COCO AP by tenths of a point. In this module TensorFlow is imported by ``gaussian_targets`` only, when a
-pipeline is traced: decoding, which the losses and metrics use, runs without it.
+those details move COCO AP by tenths of a point. In this module TensorFlow is imported by ``gaussian_targets``
+only, when a pipeline is traced: decoding, which the losses and metrics use, runs without it.
 """
 
 from __future__ import annotations
