@@ -22,6 +22,8 @@ from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
+from hrnet_jax.data import keep_tensorflow_on_the_host
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -219,6 +221,7 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
       def muted(module):
         with _muted_stderr():
           exec_module(module)
+        keep_tensorflow_on_the_host(module)
 
       spec.loader.exec_module = muted
     return spec

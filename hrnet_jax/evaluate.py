@@ -41,7 +41,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str) -> d
   variables = weights.load_variables(model, checkpoint, use_ema=bool(config.ema_decay))
   variables = sharding.replicate(variables, mesh)
   logging.info("evaluating %s on %d %s examples", checkpoint, inputs.num_eval_examples, config.data.eval_split)
-  return trainer.evaluate(trainer.make_eval_step(model, task, mesh), variables, inputs.make_eval, mesh, task)
+  return trainer.evaluate(trainer.make_eval_step(model, task, mesh), variables, inputs.make_eval, mesh, task,
+                          total_examples=inputs.num_eval_examples)
 
 
 def main(argv):

@@ -27,3 +27,27 @@ def random_variables(model, input_shape=(1, 32, 32, 3), seed=0):
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(input_shape, np.float32))
   return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+
+
+def tensorboard_contents(workdir: str) -> tuple[dict[str, list], set[str]]:
+  """What ``workdir/tensorboard``'s event files hold: per tag its values (a float, or a PIL image), and the names
+  of the hyperparameters of the run's HParams summary."""
+  # pylint: disable=import-outside-toplevel  (this module also serves tests that never read TensorBoard files)
+  import glob
+  import io
+  from PIL import Image
+  from tensorboard.backend.event_processing import event_file_loader
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  values: dict[str, list] = {}
+  hparams: set[str] = set()
+  for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+    for event in event_file_loader.LegacyEventFileLoader(path).Load():
+      for value in event.summary.value:
+        if value.HasField("image"):
+          values.setdefault(value.tag, []).append(Image.open(io.BytesIO(value.image.encoded_image_string)))
+        elif value.HasField("simple_value"):
+          values.setdefault(value.tag, []).append(value.simple_value)
+        elif value.metadata.plugin_data.plugin_name == "hparams":
+          data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+          hparams.update(data.session_start_info.hparams)
+  return values, hparams

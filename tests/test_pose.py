@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
+from helpers import tensorboard_contents
 from hrnet_jax import tasks
 from hrnet_jax.data import prepare, sources
 from hrnet_jax.engine import config_lib, trainer
@@ -273,6 +274,15 @@ def test_tiny_pose_ap_rises_far_above_its_initial_value(trained_pose_run):
   initial = evals[0]["eval/AP"]
   assert initial < 0.05 and final["AP"] > 0.3, (initial, final["AP"])
   assert evals[-1]["eval/flip_test"] == 1.0 and evals[-1]["eval/detector_boxes"] == 0.0
+
+
+def test_each_evaluation_draws_predictions_and_the_settings_into_tensorboard(trained_pose_run):
+  config, workdir, _ = trained_pose_run
+  values, hparams = tensorboard_contents(workdir)
+  pictures = [values[f"eval/prediction_{i}"] for i in range(config.preview_images)]
+  assert all(len(p) == 2 for p in pictures)  # at step 0 and at the end
+  assert pictures[0][-1].size == (256, 256)  # the 64x64 input enlarged, the skeleton drawn over it
+  assert {"model.name", "optimizer.learning_rate", "data.keypoints"} <= hparams
 
 
 def test_predict_writes_coco_results_and_drawn_images(trained_pose_run, tmp_path):

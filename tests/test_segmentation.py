@@ -4,6 +4,7 @@ against a transcription of the official loop, OHEM, training end to end and pred
 
 import json
 import os
+import re
 
 import chex
 import flax.linen as nn
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from helpers import run_module
+from helpers import run_module, tensorboard_contents
 from hrnet_jax import tasks
 from hrnet_jax.data import prepare, sources
 from hrnet_jax.engine import config_lib, metric_writer, sharding, trainer
@@ -439,6 +440,16 @@ def test_tiny_segmentation_trains_far_above_chance(trained_segmentation_run):
   assert final["flip_test"] == 0 and final["num_scales"] == 1
 
 
+def test_each_evaluation_draws_label_overlays_into_tensorboard(trained_segmentation_run):
+  _, workdir, _ = trained_segmentation_run
+  values, hparams = tensorboard_contents(workdir)
+  overlays = values["eval/prediction_0"]
+  assert len(overlays) == 2 and overlays[-1].mode == "RGB"  # at step 0 and at the end
+  assert max(overlays[-1].size) >= 256  # the small input enlarged
+  assert len(np.unique(np.asarray(overlays[-1]).reshape(-1, 3), axis=0)) > 2  # the image shows through the colours
+  assert {"model.name", "data.labels"} <= hparams
+
+
 def test_multi_scale_flip_sliding_evaluation_from_the_command_line(trained_segmentation_run, tmp_path):
   """``evaluate`` with the options of the paper's tables, on 8 devices: the protocol is stored with the mIoU."""
   config, workdir, final = trained_segmentation_run
@@ -449,6 +460,9 @@ def test_multi_scale_flip_sliding_evaluation_from_the_command_line(trained_segme
                       f"--output={output}", devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "sliding 48x48 windows, scales 0.75/1/1.25, flip on" in result.stderr
+  # A long evaluation shows where it is: after the first batch, every 10 s, at the end.
+  assert re.search(r"evaluating: batch 1/4 \(16/64 examples, 25%\) \| \S+ elapsed \| ETA \S+", result.stderr)
+  assert "evaluating: batch 4/4 (64/64 examples, 100%)" in result.stderr
   metrics = json.load(open(output))
   assert metrics["flip_test"] == 1 and metrics["num_scales"] == 3
   assert metrics["miou"] > final["miou"] - 10, (metrics["miou"], final["miou"])

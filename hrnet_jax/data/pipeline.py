@@ -16,7 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from hrnet_jax.data import keep_tensorflow_on_the_host
 from hrnet_jax.data.order import global_positions, num_eval_batches, process_slice, train_indices
+
+keep_tensorflow_on_the_host(tf)
 
 Example = dict[str, Any]
 TrainPreprocess = Callable[[Example, tf.Tensor], Example]

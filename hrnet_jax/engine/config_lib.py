@@ -117,6 +117,11 @@ def engine_config() -> ml_collections.ConfigDict:
   config.best_metric = placeholder(str)
   config.best_mode = "max"
   config.init_from = ""  # an Orbax checkpoint or a PyTorch file; not for resuming (that is automatic)
+  # JAX's persistent compilation cache, so that a resumed run loads its compiled steps: "" keeps the folder JAX
+  # was given (JAX_COMPILATION_CACHE_DIR) or else uses WORKDIR/compilation_cache; "off"; or any folder.
+  config.compilation_cache_dir = ""
+  config.profile_steps = 0  # > 0: a jax.profiler trace of that many steps (from the third) in WORKDIR/tensorboard
+  config.preview_images = 4  # predictions drawn into TensorBoard at each evaluation (0: none)
   return config
 
 
@@ -158,6 +163,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("global_batch_size", "eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
               "accumulation_steps"):
     require(key, config[key] >= 1, "a positive integer")
+  for key in ("profile_steps", "preview_images"):
+    require(key, config[key] >= 0, "0 (off) or a positive integer")
   require("total_steps", config.total_steps >= 0, "0 (train for num_epochs) or a positive number of steps")
   require("num_epochs", config.total_steps or config.num_epochs > 0, "a positive number of epochs")
   require("eval_every", config.eval_every >= 0, "0 (at the end only) or a positive number of steps")

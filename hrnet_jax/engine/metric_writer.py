@@ -1,18 +1,24 @@
-"""Metrics to ``metrics.jsonl`` and TensorBoard (without TensorFlow), and the progress line.
+"""Metrics to ``metrics.jsonl`` and TensorBoard (scalars, pictures, hyperparameters; without TensorFlow), where
+the time of each log interval went, and the progress lines of training and evaluation.
 
 Only process 0 writes; every call is a no-op elsewhere, so the training loop needs no ``if``.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from absl import logging
+from PIL import Image
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from hrnet_jax import files
@@ -51,7 +57,30 @@ class MetricWriter:
       self.flush()
       self._step = int(step)
     self._row.update(values)
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
+    self._add(step, summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
+                                               for k, v in values.items()]))
+
+  def write_images(self, step: int, images: dict[str, Image.Image]) -> None:
+    """Pictures for TensorBoard's Images tab (PNG), e.g. an evaluation's predictions drawn."""
+    if not self.enabled or not images:
+      return
+    values = []
+    for tag, image in images.items():
+      png = io.BytesIO()
+      image.convert("RGB").save(png, format="PNG")
+      values.append(summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
+          height=image.height, width=image.width, colorspace=3, encoded_image_string=png.getvalue())))
+    self._add(step, summary_pb2.Summary(value=values))
+
+  def write_hparams(self, hparams: dict[str, Any]) -> None:
+    """The run's settings for TensorBoard's HParams tab, where the runs of a sweep compare side by side (values
+    that are not numbers, strings or booleans are shown as strings)."""
+    if not self.enabled:
+      return
+    shown = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+    self._add(0, hparams_summary.hparams_pb(shown))
+
+  def _add(self, step: int, summary: summary_pb2.Summary) -> None:
     self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
     self._events.flush()
 
@@ -101,7 +130,7 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-  """One line per log interval: step/total, loss, lr, images/s and ETA."""
+  """One line per log interval: step/total, loss, lr, images/s, where the time went and ETA."""
 
   def __init__(self, total_steps: int, global_batch_size: int, start_step: int):
     self.total_steps = total_steps
@@ -109,14 +138,74 @@ class Progress:
     self._last_step = start_step
     self._last_time = time.perf_counter()
 
-  def update(self, step: int, loss: float, learning_rate: float) -> float:
-    """Logs the line and returns images/s since the last call."""
+  def update(self, step: int, loss: float, learning_rate: float, times: dict[str, float]) -> float:
+    """Logs the line (with where the interval's time went: ``Stopwatch.split``) and returns images/s since the
+    last call."""
     now = time.perf_counter()
     steps = max(step - self._last_step, 1)
     seconds_per_step = (now - self._last_time) / steps
     images_per_second = self.global_batch_size / seconds_per_step if seconds_per_step > 0 else math.inf
     eta = format_duration(seconds_per_step * (self.total_steps - step))
-    logging.info("step %d/%d | loss %.4f | lr %.3g | %.0f img/s | ETA %s", step, self.total_steps, loss,
-                 learning_rate, images_per_second, eta)
+    logging.info("step %d/%d | loss %.4f | lr %.3g | %.0f img/s | %s | ETA %s", step, self.total_steps, loss,
+                 learning_rate, images_per_second, time_shares(times), eta)
     self._last_step, self._last_time = step, now
     return images_per_second
+
+
+class Stopwatch:
+  """Where the time of each log interval went: ``with stopwatch.timing("data"): ...`` around the waits for the
+  input, evaluations and checkpoints; the rest of the interval is the training step (dispatch and the device).
+
+  ``split()`` gives the seconds of each since the last split, as ``time/<activity>_seconds`` metrics.
+  """
+
+  ACTIVITIES = ("data", "eval", "checkpoint")
+
+  def __init__(self):
+    self._start = time.perf_counter()
+    self._spent: dict[str, float] = collections.defaultdict(float)
+
+  @contextlib.contextmanager
+  def timing(self, activity: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._spent[activity] += time.perf_counter() - start
+
+  def split(self) -> dict[str, float]:
+    now = time.perf_counter()
+    spent = {activity: self._spent[activity] for activity in self.ACTIVITIES}
+    spent["train_step"] = max(now - self._start - sum(spent.values()), 0.0)
+    self._start, self._spent = now, collections.defaultdict(float)
+    return {f"time/{activity}_seconds": seconds for activity, seconds in spent.items()}
+
+
+def time_shares(times: dict[str, float]) -> str:
+  """``data 15% eval 5% checkpoint 0% step 80%``, from ``Stopwatch.split``'s metrics."""
+  total = sum(times.values()) or 1.0
+  return " ".join(f"{key.removeprefix('time/').removesuffix('_seconds').replace('train_', '')} "
+                  f"{100 * seconds / total:.0f}%" for key, seconds in times.items())
+
+
+class EvalProgress:
+  """Progress lines of a long evaluation (batches and examples done of the total, elapsed, ETA): after the first
+  batch, then every ``every_seconds``, and at the end."""
+
+  def __init__(self, total_examples: int | None, batch_size: int, every_seconds: float = 10.0):
+    self.total_batches = math.ceil(total_examples / batch_size) if total_examples else None
+    self.total_examples, self.batch_size, self.every_seconds = total_examples, batch_size, every_seconds
+    self._start = self._last = time.perf_counter()
+
+  def update(self, batches: int) -> None:
+    now = time.perf_counter()
+    last = batches == self.total_batches
+    if not (batches == 1 or last or now - self._last >= self.every_seconds) or self.total_batches is None:
+      return
+    elapsed = now - self._start
+    examples = min(batches * self.batch_size, self.total_examples)
+    eta = format_duration(elapsed / batches * (self.total_batches - batches))
+    logging.info("evaluating: batch %d/%d (%d/%d examples, %.0f%%) | %s elapsed | ETA %s", batches,
+                 self.total_batches, examples, self.total_examples, 100 * examples / self.total_examples,
+                 format_duration(elapsed), eta)
+    self._last = now

@@ -6,8 +6,9 @@ process; under ``jit`` BatchNorm statistics over the sharded batch are then glob
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import numpy as np
@@ -17,23 +18,49 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
+# The environments in which ``jax.distributed.initialize()`` finds the coordinator, the process count and this
+# process's index by itself, each recognised by the variables its launcher sets for a job of several processes.
+_CLUSTERS = {
+    "SLURM": lambda env: int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in env,
+    "Open MPI": lambda env: int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1,
+    "a Cloud TPU pod": lambda env: len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1,
+    "a Kubernetes indexed job": lambda env: "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env,
+}
+DISTRIBUTED_MODES = ("auto", "off", "mpi4py")
+
+
+def detect_cluster(environ: Mapping[str, str] | None = None) -> str | None:
+  """The multi-process launcher this process runs under (a key of ``_CLUSTERS``), or None."""
+  environ = os.environ if environ is None else environ
+  return next((name for name, present in _CLUSTERS.items() if present(environ)), None)
+
+
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-  """Joins a multi-process run: explicit when a coordinator is given, automatic under SLURM and on TPU pods."""
+                           process_id: int | None = None, mode: str = "auto") -> None:
+  """Joins a multi-process run. ``mode="auto"``: when a coordinator is given, or under a launcher JAX can read
+  (SLURM, Open MPI, Cloud TPU pods, Kubernetes indexed jobs); ``"mpi4py"``: through mpi4py (any MPI); ``"off"``:
+  never (one process, whatever the environment says). Logs where this process stands."""
+  if mode not in DISTRIBUTED_MODES:
+    raise ValueError(f"--distributed={mode!r}: expected one of {', '.join(DISTRIBUTED_MODES)}")
   explicit = coordinator_address is not None
-  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  tpu_pod = len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
-  if not (explicit or slurm or tpu_pod):
+  cluster = None if explicit or mode != "auto" else detect_cluster()
+  if mode == "off" or not (explicit or cluster or mode == "mpi4py"):
     return
   # CPU processes exchange collectives over gloo (TCP); tests run two processes on 127.0.0.1 this way. Harmless on
   # GPU/TPU, and set before any backend starts (asking for the backend here would start it too early).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if explicit:
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  elif mode == "mpi4py":
+    jax.distributed.initialize(cluster_detection_method="mpi4py")
   else:
+    if cluster == "a Kubernetes indexed job" and importlib.util.find_spec("kubernetes") is None:
+      raise ImportError("a Kubernetes job: JAX finds its coordinator with the kubernetes package (pip install "
+                        "kubernetes), or give --coordinator_address, --num_processes and --process_id")
     jax.distributed.initialize()
-  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info("process %d of %d (%s), %d local / %d global devices", jax.process_index(), jax.process_count(),
+               "given by the flags" if explicit else cluster or "mpi4py", jax.local_device_count(),
+               jax.device_count())
 
 
 def is_main_process() -> bool:

@@ -20,7 +20,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from PIL import Image
 from absl import logging
+from clu import parameter_overview
+from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from hrnet_jax import compilation, files, tasks
@@ -31,6 +34,10 @@ from hrnet_jax.tasks.spec import check_batch
 
 # Written into the workdir when a run has reached its last step: its final eval metrics.
 FINAL_METRICS = "final_metrics.json"
+
+
+# The overview (per-tensor shape, mean, std) of the weights a run starts from, and of those init_from loads.
+PARAMETERS = "parameters.txt"
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -53,12 +60,18 @@ def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> t
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop polls, so the run stops at a step boundary with a checkpoint."""
+  """Decides, at each step boundary, whether to stop with a checkpoint because the job is being preempted.
+
+  One process: SIGTERM sets a flag the loop polls. Several processes: JAX's preemption service (started by
+  ``jax.distributed.initialize``) catches the SIGTERM of any process and makes every process agree on the step to
+  stop at, over the coordination service: no device collective and no wait for the device at each step.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    self._several = jax.process_count() > 1
+    if not self._several and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
@@ -66,16 +79,41 @@ class _Preemption:
     logging.warning("SIGTERM received: checkpointing at the next step boundary")
     self.requested = True
 
-  def agreed(self) -> bool:
-    """True on every process as soon as any process was asked to stop."""
-    if jax.process_count() == 1:
-      return self.requested
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+  def reached(self, step: int) -> bool:
+    """True on every process at the same step once any process was asked to stop."""
+    if self._several:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
 
   def restore(self):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Profiler:
+  """A ``jax.profiler`` trace of ``count`` steps from step ``first`` + 1 (after the compilation and a warm-up step)
+  into ``folder`` (TensorBoard's Profile tab, or xprof, read it there); nothing when ``count`` is 0."""
+
+  def __init__(self, folder: str, first: int, count: int):
+    self.folder, self.first, self.last = folder, first, first + count
+    self.tracing = False
+    self.enabled = count > 0
+
+  def before(self, step: int) -> None:
+    if self.enabled and step == self.first:
+      jax.profiler.start_trace(self.folder)
+      self.tracing = True
+
+  def after(self, step: int, state: Any) -> None:
+    if self.tracing and step == self.last:
+      jax.block_until_ready(state)  # the trace ends once the device has run the traced steps
+      self.close()
+      logging.info("profile of steps %d-%d written to %s", self.first + 1, self.last, self.folder)
+
+  def close(self) -> None:
+    if self.tracing:
+      jax.profiler.stop_trace()
+      self.tracing = False
 
 
 def _ema_copy(params: Any, ema_decay: float) -> Any:
@@ -157,31 +195,39 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh):
-  """(variables, batch) -> (masked sums, per-example arrays of the task with the batch's ``mask``), replicated."""
+def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: int = 0):
+  """(variables, batch) -> (masked sums, per-example arrays of the task with the batch's ``mask``, the task's
+  ``preview`` of the batch's first ``preview_count`` examples), replicated."""
   def eval_step(variables, batch):
     outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
     examples = task.eval_examples(outputs, batch)
     sums = {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
-    return sums, ({**examples, "mask": batch["mask"]} if examples else {})
+    previews = {}
+    if preview_count:  # read only from the first batch: the device sends the others nowhere
+      previews = jax.tree.map(lambda x: x[:preview_count], task.preview(outputs, batch))
+    return sums, ({**examples, "mask": batch["mask"]} if examples else {}), previews
 
   replicated = sharding.replicated(mesh)
   return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
 
 
-def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task,
-             check_recipe: bool = True) -> dict[str, float]:
+def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, check_recipe: bool = True,
+             total_examples: int | None = None, previews: list[Image.Image] | None = None) -> dict[str, float]:
   """One exact pass over the eval set: masked sums accumulated on the host in 64 bits, and the task's
   per-example arrays of the valid examples gathered in data order. The first batch is checked against what the
-  config's recipe declares (``check_recipe``; off for batches made by hand)."""
+  config's recipe declares (``check_recipe``; off for batches made by hand). With ``total_examples``, progress
+  lines with an ETA; ``previews`` (a list) receives the pictures of the eval step's previews of the first batch."""
   totals: dict[str, np.ndarray] = {}
   gathered: dict[str, list[np.ndarray]] = {}
+  progress = metric_writer.EvalProgress(total_examples, task.config.eval_batch_size)
   iterator = make_eval()
   try:
     for index, local_batch in enumerate(iterator):
       if index == 0 and check_recipe:
         check_batch(local_batch, task.batch_keys()[1], task.config.data.preprocess, task.name, "evaluation")
-      sums, examples = eval_step(variables, sharding.global_batch(local_batch, mesh))
+      sums, examples, batch_previews = eval_step(variables, sharding.global_batch(local_batch, mesh))
+      if index == 0 and previews is not None:
+        previews.extend(_draw_previews(task, local_batch, batch_previews))
       for key, value in sums.items():
         value = np.asarray(value, np.float64 if np.asarray(value).dtype.kind == "f" else np.int64)
         totals[key] = totals[key] + value if key in totals else value
@@ -189,6 +235,7 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task,
         valid = np.asarray(examples.pop("mask")) > 0
         for key, value in examples.items():
           gathered.setdefault(key, []).append(np.asarray(value)[valid])
+      progress.update(index + 1)
   finally:
     iterator.close()
   undecodable = int(totals.pop("undecodable"))
@@ -199,6 +246,22 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task,
   return {**task.finalize(totals, examples), "undecodable": undecodable}
 
 
+def _draw_previews(task: Task, local_batch: dict[str, np.ndarray], batch_previews: dict[str, jax.Array]) -> list:
+  """The task's pictures of the valid examples among the previewed ones, over their input images (shown with
+  their own range stretched to 0-255: the inputs are normalised)."""
+  previews = jax.tree.map(np.asarray, batch_previews)
+  count = min((len(v) for v in previews.values()), default=0)
+  pictures = []
+  for i in range(count):
+    if not local_batch["mask"][i]:
+      continue
+    image = np.asarray(local_batch["image"][i], np.float32)
+    image = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+    picture = Image.fromarray(np.uint8(255 * image))
+    pictures.append(task.draw_preview(picture, {k: v[i] for k, v in previews.items()}))
+  return pictures
+
+
 def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer: checkpointing.Checkpointer) -> None:
   """Raises at the first step whose loss or updated parameters are not finite; before any save of that state."""
   for step, metrics in pending:
@@ -207,6 +270,12 @@ def _check_finite(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer:
       what = f"loss is {loss}" if not np.isfinite(loss) else f"the update made parameters non-finite (loss {loss})"
       raise TrainingDivergedError(f"{what} at step {step}; the last good checkpoint is {checkpointer.last_good()}")
   pending.clear()
+
+
+def _parameter_overview(state: TrainState) -> str:
+  """clu's table of every parameter and BatchNorm statistic (shape, dtype, size, mean, std), from host copies."""
+  variables = checkpointing.host_copy({"params": state.params, "batch_stats": state.batch_stats})
+  return parameter_overview.get_parameter_overview(variables, include_stats=True)
 
 
 def _config_differences(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
@@ -301,6 +370,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ---- state: resumed from the newest good checkpoint, or fresh, or initialised from other weights ----------
   _writable_workdir(workdir)
+  cache = compilation.use_persistent_cache(config.compilation_cache_dir, workdir)
+  logging.info("compilation cache: %s", cache or "off")
   is_main = jax.process_index() == 0
   image_shape = task.batch_keys()[0]["image"].shape  # as the recipe declares it; checked on the first batch
 
@@ -333,15 +404,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
     if not start_step:
       state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
+      overviews = [f"initialised (seed {config.seed})", _parameter_overview(state)]
       if config.init_from:
         variables = weights.init_from(model, config.init_from,
                                       {"params": state.params, "batch_stats": state.batch_stats})
         state = sharding.replicate(state.replace(
             params=variables["params"], batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
             ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
-    logging.info("%s: %s parameters, %d steps (%d per epoch) on %d devices, %d processes", config.model.name,
-                 f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps, steps_per_epoch,
-                 mesh.devices.size, jax.process_count())
+        overviews += [f"after init_from {config.init_from}", _parameter_overview(state)]
+      if is_main:
+        files.write_text(os.path.join(workdir, PARAMETERS), "\n\n".join(overviews) + "\n")
+        writer.write_hparams(flax.traverse_util.flatten_dict(config.to_dict(), sep="."))
+      logging.info("per-tensor shapes, means and standard deviations of the starting weights: %s",
+                   os.path.join(workdir, PARAMETERS))
+    logging.info("%s: %s parameters, %d steps (%d per epoch) on a mesh of %s devices, %d process(es)",
+                 config.model.name, f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps,
+                 steps_per_epoch, dict(mesh.shape), jax.process_count())
     eval_metrics = _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, first_batch, inputs,
                          checkpointer, writer)
   # Finished: what launchers and collectors look for, written once the last checkpoint is on disk.
@@ -355,15 +433,21 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
   """Compiles the steps and trains from ``start_step`` to ``steps`` (or a SIGTERM); the last eval's metrics with
   their ``step``."""
   train_step = make_train_step(model, task, tx, schedule, config, mesh)
-  eval_step = make_eval_step(model, task, mesh)
+  eval_step = make_eval_step(model, task, mesh, config.preview_images)
   batch = sharding.global_batch(first_batch, mesh)
+  lower_start = time.perf_counter()
+  lowered = train_step.lower(state, batch)
   compile_start = time.perf_counter()
-  train_step = train_step.lower(state, batch).compile()
+  train_step = lowered.compile()
   compile_seconds = time.perf_counter() - compile_start
-  logging.info("train step compiled in %.1fs", compile_seconds)
+  # Tracing and lowering run in Python on every start; the persistent cache spares only the compilation.
+  logging.info("train step traced and lowered in %.1fs, compiled in %.1fs", compile_start - lower_start,
+               compile_seconds)
 
   preemption = _Preemption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
+  stopwatch = metric_writer.Stopwatch()
+  profiler = _Profiler(os.path.join(checkpointer.workdir, "tensorboard"), start_step + 2, config.profile_steps)
   pending_checks: list[tuple[int, dict[str, jax.Array]]] = []
   interval_metrics: list[dict[str, jax.Array]] = []
   eval_metrics: dict[str, float] = {}
@@ -371,27 +455,36 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
 
   def run_eval(state):
     params = state.ema_params if config.ema_decay else state.params
-    metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats}, inputs.eval.make_eval,
-                       mesh, task)
+    previews = []
+    with stopwatch.timing("eval"):
+      metrics = evaluate(eval_step, {"params": params, "batch_stats": state.batch_stats}, inputs.eval.make_eval,
+                         mesh, task, total_examples=inputs.eval.num_eval_examples, previews=previews)
     logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" not in k))
     writer.write(step, {f"eval/{k}": v for k, v in metrics.items()})
+    writer.write_images(step, {f"eval/prediction_{i}": picture for i, picture in enumerate(previews)})
     return {**metrics, "step": step}
 
   try:
     if config.eval_at_start and start_step == 0:
       run_eval(state)  # the baseline: the initial (or init_from) weights
     while step < steps:
+      profiler.before(step)
       state, metrics = train_step(state, batch)
       step += 1
+      profiler.after(step, state)
       pending_checks.append((step, metrics))
       interval_metrics.append(metrics)
-      checkpointer.poll()  # a failed asynchronous save stops the run here
+      with stopwatch.timing("checkpoint"):
+        checkpointer.poll()  # a failed asynchronous save stops the run here
       last_step = step == steps
       if step % config.log_every == 0 or last_step:
         _check_finite(pending_checks, checkpointer)
         means = {f"train/{k}": float(np.mean([m[k] for m in interval_metrics])) for k in interval_metrics[0]
                  if k not in ("params_finite", "undecodable")}
-        means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"])
+        times = stopwatch.split()
+        means["train/images_per_second"] = progress.update(step, means["train/loss"], means["train/learning_rate"],
+                                                           times)
+        means.update(times)
         means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
         if compile_seconds is not None:  # in the first row of this process, not a row of its own
           means["train/compile_seconds"], compile_seconds = compile_seconds, None
@@ -404,18 +497,21 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
         eval_metrics = run_eval(state)
         if config.best_metric:
           _check_finite(pending_checks, checkpointer)
-          checkpointer.maybe_save_best(step, state, {f"eval/{k}": v for k, v in eval_metrics.items()})
-      stopping = preemption.agreed()
+          with stopwatch.timing("checkpoint"):
+            checkpointer.maybe_save_best(step, state, {f"eval/{k}": v for k, v in eval_metrics.items()})
+      stopping = preemption.reached(step)
       if step % config.checkpoint_every == 0 or last_step or stopping:
         _check_finite(pending_checks, checkpointer)
-        writer.flush()  # the metrics of every step up to the checkpoint are on disk before it
-        checkpointer.save(step, state)
+        with stopwatch.timing("checkpoint"):
+          writer.flush()  # the metrics of every step up to the checkpoint are on disk before it
+          checkpointer.save(step, state)
       if stopping:
         checkpointer.wait()
         logging.warning("stopped at step %d by SIGTERM; checkpoint written; rerun the same command to resume", step)
         break
       if not last_step:
-        batch = sharding.global_batch(next(inputs.train), mesh)
+        with stopwatch.timing("data"):
+          batch = sharding.global_batch(next(inputs.train), mesh)
     if step == steps and eval_metrics.get("step") != steps:
       eval_metrics = run_eval(state)  # resumed at the last step, before its evaluation
   except KeyboardInterrupt:
@@ -424,4 +520,5 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
                             "rerun the same command to resume") from None
   finally:
     preemption.restore()
+    profiler.close()
   return eval_metrics

@@ -9,11 +9,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
-from hrnet_jax.heatmaps import codec
+from hrnet_jax.heatmaps import codec, draw
 from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 from hrnet_jax.registry import Registry
-from hrnet_jax.tasks.base import Batch, Task
+from hrnet_jax.tasks.base import Batch, Task, enlarged
 
 
 def heatmap_mse(outputs: jax.Array, batch: dict[str, jax.Array], factor: float) -> jax.Array:
@@ -59,6 +60,18 @@ class HeatmapTask(Task):
   def eval_sums(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     count = jnp.sum(batch["mask"])
     return {"count": count, "loss": heatmap_mse(outputs, batch, self.loss_factor) * count}
+
+  def preview(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    """The predicted points in input pixels (heatmap maxima scaled by the input/heatmap size ratio)."""
+    coords, _ = codec.heatmap_maxima(outputs)
+    stride = jnp.asarray([batch["image"].shape[2] / outputs.shape[2], batch["image"].shape[1] / outputs.shape[1]])
+    return {"points": coords * stride}
+
+  def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
+    shown = enlarged(image)
+    scale = shown.width / image.width
+    points = np.concatenate([preview["points"] * scale, np.ones_like(preview["points"][:, :1])], -1)
+    return draw.draw_keypoints(shown, [points], self.spec)
 
   @abc.abstractmethod
   def box_example(self, encoded: bytes, box: list[float], image_id: int) -> dict[str, Any]:

@@ -10,12 +10,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from hrnet_jax import tasks
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.spec import KeySpecs
 
 Batch = dict[str, jax.Array]
+
+
+def enlarged(image: Image.Image, side: int = 256) -> Image.Image:
+  """``image`` scaled up by a whole factor until its longer side reaches ``side`` (tiny inputs stay visible)."""
+  scale = max(1, side // max(image.size))
+  return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 class Task(abc.ABC):
@@ -77,6 +84,17 @@ class Task(abc.ABC):
     those of the valid examples over every batch, device and host. Most metrics need none."""
     del outputs, batch
     return {}
+
+  def preview(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    """Per-example arrays [B, ...] from which ``draw_preview`` pictures a prediction: small ones (points, labels,
+    top classes; never full-size scores), computed in the eval step. {} draws nothing."""
+    del outputs, batch
+    return {}
+
+  def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
+    """One example's ``preview`` drawn over its input ``image`` (for TensorBoard at each evaluation)."""
+    del preview
+    return image
 
   @abc.abstractmethod
   def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:

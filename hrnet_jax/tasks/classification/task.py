@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from PIL import Image, ImageDraw
 
-from hrnet_jax.tasks.base import Batch, Task
+from hrnet_jax.tasks.base import Batch, Task, enlarged
 
 
 class ClassificationTask(Task):
@@ -41,6 +42,19 @@ class ClassificationTask(Task):
             "top1": jnp.sum(mask * (top5[:, 0] == labels)),
             "top5": jnp.sum(mask * jnp.any(top5 == labels[:, None], axis=-1)),
             "loss": jnp.sum(mask * loss)}
+
+  def preview(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    probabilities, classes = jax.lax.top_k(jax.nn.softmax(outputs.astype(jnp.float32)), min(3, outputs.shape[-1]))
+    return {"classes": classes, "probabilities": probabilities, "label": batch["label"]}
+
+  def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
+    """The image with its label and the top three classes with their probabilities written under it."""
+    image = enlarged(image)
+    canvas = Image.new("RGB", (image.width, image.height + 28), (0, 0, 0))
+    canvas.paste(image)
+    top = ", ".join(f"{c} {p:.2f}" for c, p in zip(preview["classes"], preview["probabilities"]))
+    ImageDraw.Draw(canvas).text((2, image.height + 2), f"label {preview['label']}\ntop: {top}", fill=(255, 255, 255))
+    return canvas
 
   def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
     del examples

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from PIL import Image
 
 from hrnet_jax.model import factory, layers
-from hrnet_jax.tasks.base import Batch, Task
-from hrnet_jax.tasks.segmentation import inference, label_sets
+from hrnet_jax.tasks.base import Batch, Task, enlarged
+from hrnet_jax.tasks.segmentation import draw, inference, label_sets
 
 
 class SegmentationTask(Task):
@@ -82,6 +83,16 @@ class SegmentationTask(Task):
     predictions = jnp.argmax(self.label_scores(outputs, batch, labels.shape[1:3]), -1)
     valid = (labels != self.ignore_label) & (batch["mask"][:, None, None] > 0)
     return {"confusion": confusion_matrix(labels, predictions, valid, outputs.shape[-1])}
+
+  def preview(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    """The predicted label map at the label's size."""
+    scores = self.label_scores(outputs, batch, batch["label"].shape[1:3])
+    return {"labels": jnp.argmax(scores, -1).astype(jnp.uint8)}
+
+  def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
+    image = enlarged(image)
+    labels = Image.fromarray(preview["labels"]).resize(image.size, Image.NEAREST)
+    return draw.overlay(image, np.asarray(labels), self.label_set.palette)
 
   def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
     del examples
