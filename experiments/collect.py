@@ -19,7 +19,8 @@ import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
-from hrnet_jax import cli  # noqa: E402
+import launch  # noqa: E402
+from hrnet_jax import cli, files  # noqa: E402
 from launch import FINISHED  # noqa: E402
 
 
@@ -39,12 +40,12 @@ def collect(sweep: sweeps.Sweep, root: str) -> list[Result]:
   from hrnet_jax.engine import metric_writer  # pylint: disable=import-outside-toplevel
   results = []
   for row in sweep.rows:
-    workdir = os.path.join(root, row.name)
-    records = metric_writer.read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl")) else []
+    workdir = files.path(launch.workdir(root, row))
+    records = metric_writer.read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
     logged = [r for r in records if sweep.metric in r]
     value = sweep.scale * logged[-1][sweep.metric] if logged else None
     step = logged[-1]["step"] if logged else (records[-1]["step"] if records else None)
-    status = "done" if os.path.exists(os.path.join(workdir, FINISHED)) else "running" if records else "not started"
+    status = "done" if (workdir / FINISHED).exists() else "running" if records else "not started"
     results.append(Result(row, value, step, status))
   return results
 

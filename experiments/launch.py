@@ -17,12 +17,13 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeps  # noqa: E402  (experiments/ is a folder of scripts, not a package)
-from hrnet_jax import cli  # noqa: E402
+from hrnet_jax import cli, files  # noqa: E402
 from hrnet_jax.engine.trainer import FINAL_METRICS  # noqa: E402
 
 REPO = sweeps.REPO
@@ -35,27 +36,38 @@ def _flag_value(value: Any) -> str:
 
 def row_command(row: sweeps.Row, root: str, extra: dict[str, str], python: str = "python") -> list[str]:
   """The training command of ``row``: the row's config, its overrides, then ``extra`` (``--set``)."""
-  command = [python, "-m", "hrnet_jax.train", f"--config={row.config}", f"--workdir={os.path.join(root, row.name)}"]
+  command = [python, "-m", "hrnet_jax.train", f"--config={row.config}", f"--workdir={workdir(root, row)}"]
   command += [f"--config.{key}={_flag_value(value)}" for key, value in row.overrides.items() if key not in extra]
   if row.model:  # model options are merged into the config's own model.overrides
     command.append(f"--config.model.overrides={_flag_value(sweeps.model_overrides(row))}")
   return command + [f"--config.{key}={value}" for key, value in extra.items()]
 
 
+def workdir(root: str, row: sweeps.Row | str) -> str:
+  """The workdir of a row (or a row's name) under ``root`` (a local folder, or remote storage such as ``gs://``)."""
+  name = row if isinstance(row, str) else row.name
+  return f"{root.rstrip('/')}/{name}" if files.is_remote(root) else os.path.join(root, name)
+
+
 def is_finished(root: str, row: sweeps.Row) -> bool:
-  return os.path.exists(os.path.join(root, row.name, FINISHED))
+  return (files.path(workdir(root, row)) / FINISHED).exists()
 
 
 def run_locally(commands: dict[str, list[str]], root: str) -> int:
   """Runs the commands one after another; returns the number that failed."""
   failed = 0
   for k, (name, command) in enumerate(commands.items(), 1):
-    os.makedirs(os.path.join(root, name), exist_ok=True)
-    log = os.path.join(root, name, "train.log")
+    folder = files.path(workdir(root, name))
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "train.log"
     print(f"[{k}/{len(commands)}] {name}: running (log: {log})", flush=True)
     start = time.time()
-    with open(log, "w") as f:
+    # The log is written as the run goes on a local disk; on remote storage (no appending) once the run ends.
+    with open(log, "w") if not files.is_remote(root) else tempfile.TemporaryFile("w+") as f:
       returncode = subprocess.call(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+      if files.is_remote(root):
+        f.seek(0)
+        log.write_text(f.read())
     status = "done" if returncode == 0 else f"FAILED (exit {returncode}; see the log)"
     print(f"[{k}/{len(commands)}] {name}: {status} in {time.time() - start:.0f} s", flush=True)
     failed += returncode != 0

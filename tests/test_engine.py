@@ -4,7 +4,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,73 +11,13 @@ import time
 import chex
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
+from engine_runs import (DEMO, FLOAT64, SHORT_RUN, assert_same_run, cli_args, eval_count, final_state, finish,
+                         one_device_run, run_cli, run_float64, train_losses)  # noqa: F401  (a fixture)
+from helpers import REPO, cli_env, random_variables
 from hrnet_jax import model as models
 from hrnet_jax.engine import checkpointing, metric_writer, sharding
-from helpers import REPO, cli_env, random_variables
-
-DEMO = os.path.join(REPO, "configs", "demo.py")
-# 8 steps of 16 images, a log line and a metrics row per step, a checkpoint every 4, and an eval of 200 images
-# (three full batches of 64 and a padded one). A small constant learning rate keeps training out of the chaotic
-# regime where float rounding (which differs with the device count) would be amplified step after step. Steps are
-# few because the two-process run's are slow (see that test).
-SHORT_RUN = {"total_steps": 8, "global_batch_size": 16, "eval_batch_size": 64, "log_every": 1, "data.image_size": 32,
-             "data.eval_split": "validation[:200]",
-             "checkpoint_every": 4, "eval_every": 0, "best_metric": "", "optimizer.learning_rate": 0.01,
-             "schedule.name": "constant", "schedule.warmup_epochs": 0.0}
-
-
-def cli_args(workdir, data_dir, **overrides):
-  values = {**SHORT_RUN, "data.data_dir": data_dir, **overrides}
-  return [sys.executable, "-m", "hrnet_jax.train", f"--config={DEMO}", f"--workdir={workdir}",
-          *[f"--config.{k}={v}" for k, v in values.items()]]
-
-
-def run_cli(workdir, data_dir, devices=1, **overrides):
-  return subprocess.run(cli_args(workdir, data_dir, **overrides), env=cli_env(devices), cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
-
-
-def train_losses(workdir):
-  return [row["train/loss"] for row in metric_writer.read_metrics(workdir) if "train/loss" in row]
-
-
-def final_state(workdir, step):
-  return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "default"))
-
-
-# Device- and process-count equivalence is checked in float64. In float32 the rounding differences between
-# reduction orders (1 vs 8 devices) are amplified by training: measured on this model, a 1e-6 relative
-# parameter difference after step 1 becomes 4e-4 after step 2 and ~1% by step 5, so a float32 comparison would
-# test rounding, not the engine. In float64 the same runs agree to ~1e-12 over 20 steps.
-FLOAT64 = {"model.dtype": "float64", "model.param_dtype": "float64"}
-
-
-def run_float64(workdir, data_dir, devices, extra_args=(), **overrides):
-  env = dict(cli_env(devices), JAX_ENABLE_X64="1")
-  # SIGINT as a terminal delivers it, whatever this process does with it (a test sends one).
-  return subprocess.Popen(cli_args(workdir, data_dir, **FLOAT64, **overrides) + list(extra_args), env=env,
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
-def finish(proc):
-  output = proc.communicate(timeout=600)[0]
-  assert proc.returncode == 0, output[-3000:]
-  return output
-
-
-@pytest.fixture(scope="module")
-def one_device_run(data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("one"))
-  finish(run_float64(workdir, data_dir, devices=1))
-  return workdir
-
-
-def eval_count(workdir):
-  return [row["eval/count"] for row in metric_writer.read_metrics(workdir) if "eval/count" in row][-1]
 
 
 def test_one_and_eight_devices_give_the_same_losses(data_dir, tmp_path, one_device_run):
@@ -87,44 +26,6 @@ def test_one_and_eight_devices_give_the_same_losses(data_dir, tmp_path, one_devi
   assert len(one) == len(eight) == SHORT_RUN["total_steps"]
   np.testing.assert_allclose(one, eight, rtol=1e-3)
   assert eval_count(str(tmp_path)) == eval_count(one_device_run) == 200  # every eval example exactly once
-
-
-def test_two_processes_match_one_process(data_dir, tmp_path, one_device_run):
-  """2 processes x 2 devices (with 4 each, a float64 step took ~2.4 s against ~0.1 s on one device)."""
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  workdir = str(tmp_path / "two")
-  procs = [run_float64(workdir, data_dir, devices=2, extra_args=[
-      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]) for i in range(2)]
-  outputs = [finish(p) for p in procs]
-  assert "process 1 of 2, 2 local / 4 global devices" in outputs[1]
-  assert len(train_losses(workdir)) == SHORT_RUN["total_steps"]
-  np.testing.assert_allclose(train_losses(workdir), train_losses(one_device_run), rtol=1e-3)
-  assert eval_count(workdir) == 200  # each process evaluated its half; together every example once
-
-
-def assert_same_run(workdir, reference):
-  """``workdir`` ended as the uninterrupted ``reference`` did: the same final state, bit for bit, and one metrics
-  row per logged step."""
-  last = SHORT_RUN["total_steps"]
-  for collection in ("params", "batch_stats", "opt_state"):
-    chex.assert_trees_all_equal(final_state(workdir, last)[collection], final_state(reference, last)[collection])
-  assert [row["step"] for row in metric_writer.read_metrics(workdir)] == list(range(1, last + 1))
-  assert train_losses(workdir) == train_losses(reference)
-
-
-def test_sigkill_then_rerun_is_bit_exact(data_dir, tmp_path, one_device_run):
-  killed = str(tmp_path)
-  proc = run_float64(killed, data_dir, devices=1)
-  while not os.path.isdir(os.path.join(killed, "checkpoints", "4")) and proc.poll() is None:
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL
-  assert not os.path.isdir(os.path.join(killed, "checkpoints", "8")), "killed too late to test anything"
-  assert "resumed from step 4" in finish(run_float64(killed, data_dir, devices=1))
-  assert_same_run(killed, one_device_run)
 
 
 def test_ctrl_c_exits_130_in_one_line_and_a_rerun_ends_as_an_uninterrupted_run(data_dir, tmp_path, one_device_run):

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import tensorflow_datasets as tfds
 
-from hrnet_jax import tasks
+from hrnet_jax import files, tasks
 from hrnet_jax.data import image_folder, synthetic_builder
 
 # A folder of class sub-directories, read directly (no build step).
@@ -31,11 +31,11 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   if name in LOCAL_BUILDERS:
     dataset = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
     if not dataset.is_prepared():
-      os.makedirs(data_dir, exist_ok=True)
+      files.path(data_dir).mkdir(parents=True, exist_ok=True)
       dataset.download_and_prepare()
     return dataset
   tasks.builder_class(name)  # registers a task's own builder with tfds
-  if not os.path.isdir(data_dir):
+  if not files.path(data_dir).is_dir():
     raise DatasetNotFoundError(
         f"dataset directory {data_dir} does not exist; prepare {name} there first (see README, 'Real data')")
   try:

@@ -14,10 +14,8 @@ temporary directory is removed.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import shutil
 import time
 from typing import Any
 
@@ -25,6 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from hrnet_jax import files
 
@@ -81,7 +80,7 @@ def _path_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
-def _saved_shapes(item_dir: str) -> dict[str, tuple[int, ...]] | None:
+def _saved_shapes(item_dir: files.PathLike) -> dict[str, tuple[int, ...]] | None:
   """Every saved array's path and shape, from the checkpoint's tree metadata; None when it cannot be read."""
   try:
     metadata = ocp.StandardCheckpointer().metadata(item_dir).item_metadata
@@ -109,16 +108,16 @@ class Checkpointer:
                async_save: bool = True):
     if best_mode not in ("max", "min"):
       raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
-    self.workdir = os.path.abspath(workdir)
+    self.workdir = files.path(workdir)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-    self.latest = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"), options=options)
+    self.latest = ocp.CheckpointManager(self.workdir / "checkpoints", options=options)
     self.best_metric = best_metric
     self.best_mode = best_mode
     self.best = None
     if best_metric:
       best_options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=async_save)
-      self.best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=best_options)
-    self._best_record_path = os.path.join(self.workdir, "best", "best.json")
+      self.best = ocp.CheckpointManager(self.workdir / "best", options=best_options)
+    self._best_record_path = self.workdir / "best" / "best.json"
 
     self._saving: int | None = None  # the step whose asynchronous save has not been checked yet
     self._failed = False
@@ -162,12 +161,14 @@ class Checkpointer:
     arrays end on their own after the first one fails. Process 0's work: the folder is shared by every process."""
     if jax.process_index() != 0:
       return
-    pattern = os.path.join(glob.escape(str(self.latest.directory)), "*.orbax-checkpoint-tmp*")
     empty_rounds = 0
     for _ in range(25 if settle else 1):
-      found = glob.glob(pattern)
+      found = list(files.path(self.latest.directory).glob("*.orbax-checkpoint-tmp*"))
       for temporary in found:
-        shutil.rmtree(temporary, ignore_errors=True)
+        try:
+          temporary.rmtree()
+        except OSError:  # removed meanwhile, or by the failed save's last writes: the next round sees
+          pass
       empty_rounds = 0 if found else empty_rounds + 1
       if not settle or empty_rounds == 2:
         return
@@ -184,7 +185,7 @@ class Checkpointer:
     """
     damaged = []
     for step in sorted(self.latest.all_steps(), reverse=True):
-      saved = _saved_shapes(os.path.join(str(self.latest.directory), str(step), "default"))
+      saved = _saved_shapes(files.path(self.latest.directory) / str(step) / "default")
       if saved is None:
         damaged.append((step, "its tree metadata (_METADATA) cannot be read"))
         continue
@@ -209,14 +210,14 @@ class Checkpointer:
     return None, 0
 
   def _move_aside(self, step: int, reason: str) -> None:
-    source = os.path.join(str(self.latest.directory), str(step))
+    source = files.path(self.latest.directory) / str(step)
     if jax.process_index() == 0:
-      target = os.path.join(self.workdir, "damaged_checkpoints", str(step))
+      target = self.workdir / "damaged_checkpoints" / str(step)
       suffix = 1
-      while os.path.exists(target):
-        target, suffix = os.path.join(self.workdir, "damaged_checkpoints", f"{step}.{suffix}"), suffix + 1
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      shutil.move(source, target)
+      while target.exists():
+        target, suffix = self.workdir / "damaged_checkpoints" / f"{step}.{suffix}", suffix + 1
+      target.parent.mkdir(parents=True, exist_ok=True)
+      files.move_tree(source, target)
       logging.warning("the checkpoint of step %d is damaged (%s): moved to %s", step, reason, target)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
@@ -224,7 +225,7 @@ class Checkpointer:
     self.latest.reload()
 
   def best_record(self) -> dict[str, Any] | None:
-    if not os.path.exists(self._best_record_path):
+    if not self._best_record_path.exists():
       return None
     return files.read_json(self._best_record_path)
 
@@ -275,18 +276,24 @@ class Checkpointer:
       self.best.close()
 
 
-def item_dirs(path: str) -> list[str]:
+def saved_steps(folder: files.PathLike) -> list[int]:
+  """The steps saved in ``folder`` (a ``checkpoints`` or ``best`` dir), newest first."""
+  folder = files.path(folder)
+  names = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
+  return sorted((int(name) for name in names if name.isdigit()), reverse=True)
+
+
+def item_dirs(path: files.PathLike) -> list[epath.Path]:
   """The directories holding a saved state, newest first, given a workdir, a ``checkpoints`` dir (every step) or
   a step dir (that one)."""
-  path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, "checkpoints")):
-    path = os.path.join(path, "checkpoints")
-  steps = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True) if os.path.isdir(path) else []
-  folders = [os.path.join(path, str(step)) for step in steps] or [path]
-  items = [os.path.join(f, "default") if os.path.isdir(os.path.join(f, "default")) else f for f in folders]
-  items = [item for item in items if os.path.isdir(item)]
+  path = files.path(path)
+  if (path / "checkpoints").is_dir():
+    path = path / "checkpoints"
+  folders = [path / str(step) for step in saved_steps(path)] or [path]
+  items = [folder / "default" if (folder / "default").is_dir() else folder for folder in folders]
+  items = [item for item in items if item.is_dir()]
   if not items:
-    raise FileNotFoundError(2, "no Orbax checkpoint (a workdir, its best/, or a step dir)", path)
+    raise FileNotFoundError(2, "no Orbax checkpoint (a workdir, its best/, or a step dir)", os.fspath(path))
   return items
 
 

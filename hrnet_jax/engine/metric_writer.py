@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import socket
 import time
 from typing import Any, Iterator
 
@@ -19,9 +20,29 @@ from absl import logging
 from PIL import Image
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from hrnet_jax import files
+
+
+class _EventFile:
+  """A TensorBoard event file, written through ``files`` (so on any file system the workdir is on)."""
+
+  def __init__(self, folder: files.PathLike):
+    folder = files.path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+    self._records = RecordWriter((folder / name).open("wb"))
+    self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def add_event(self, event: event_pb2.Event) -> None:
+    self._records.write(event.SerializeToString())
+
+  def flush(self) -> None:
+    self._records.flush()
+
+  def close(self) -> None:
+    self._records.close()
 
 
 class MetricWriter:
@@ -33,16 +54,16 @@ class MetricWriter:
   again at ``resume_step`` itself (an evaluation the interruption cut off) joins that step's line.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
+  def __init__(self, workdir: files.PathLike, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self._events = EventFileWriter(os.path.join(workdir, "tensorboard")) if enabled else None
+    self.workdir = files.path(workdir)
+    self.path = self.workdir / "metrics.jsonl"
+    self._events = _EventFile(self.workdir / "tensorboard") if enabled else None
     self._step: int | None = None
     self._row: dict[str, float] = {}
     self._step_on_disk: int | None = None  # a step whose line is in the file already
-    if enabled and resume_step is not None and os.path.exists(self.path):
-      with open(self.path) as f:
-        lines = [line for line in f if line.strip()]
+    if enabled and resume_step is not None and self.path.exists():
+      lines = [line for line in self.path.read_text().splitlines() if line.strip()]
       kept = [row for row in read_metrics(workdir) if row["step"] <= resume_step]
       if len(kept) < len(lines):
         _write_rows(self.path, kept)
@@ -89,11 +110,10 @@ class MetricWriter:
     if not self._row:
       return
     if self._step == self._step_on_disk:
-      rows = read_metrics(os.path.dirname(self.path))
+      rows = read_metrics(self.workdir)
       _write_rows(self.path, rows[:-1] + [{**rows[-1], **self._row}])
     else:
-      with open(self.path, "a") as f:
-        f.write(json.dumps({"step": self._step, **self._row}) + "\n")
+      files.append_text(self.path, json.dumps({"step": self._step, **self._row}) + "\n")
     self._row, self._step_on_disk = {}, None
 
   def close(self) -> None:
@@ -102,15 +122,14 @@ class MetricWriter:
       self._events.close()
 
 
-def _write_rows(path: str, rows: list[dict[str, Any]]) -> None:
+def _write_rows(path: files.PathLike, rows: list[dict[str, Any]]) -> None:
   files.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
+def read_metrics(workdir: files.PathLike) -> list[dict[str, Any]]:
   """Every line of ``workdir/metrics.jsonl``; a last line cut short (a run killed while appending it) is left out."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
+  path = files.path(workdir) / "metrics.jsonl"
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
   rows = []
   for number, line in enumerate(lines, 1):
     try:

@@ -36,6 +36,9 @@ from hrnet_jax.tasks.spec import check_batch
 FINAL_METRICS = "final_metrics.json"
 
 
+# How many steps the host may dispatch before the device has finished the oldest of them.
+STEPS_AHEAD = 8
+
 # The overview (per-tensor shape, mean, std) of the weights a run starts from, and of those init_from loads.
 PARAMETERS = "parameters.txt"
 
@@ -281,8 +284,8 @@ def _parameter_overview(state: TrainState) -> str:
 def _config_differences(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
   """``key: old -> new`` for the settings in which ``config`` differs from the workdir's ``config.json`` (the model's
   first)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = files.path(workdir) / "config.json"
+  if not path.exists():
     return []
   old = flax.traverse_util.flatten_dict(files.read_json(path), sep=".")
   new = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
@@ -309,17 +312,19 @@ def _resume(checkpointer: checkpointing.Checkpointer, abstract: Any, workdir: st
 
 
 def _writable_workdir(workdir: str) -> None:
+  """Makes the workdir; a local one must also be writable (on object stores, permissions show at the first write,
+  which comes before anything is compiled)."""
   try:
-    os.makedirs(workdir, exist_ok=True)
+    files.path(workdir).mkdir(parents=True, exist_ok=True)
   except OSError as error:
     raise OSError(error.errno, f"cannot create the workdir ({error.strerror})", workdir) from None
-  if not os.access(workdir, os.W_OK):
+  if not files.is_remote(workdir) and not os.access(workdir, os.W_OK):
     raise OSError(13, "cannot write into the workdir", workdir)
 
 
 def _finished(workdir: str) -> dict[str, float] | None:
-  path = os.path.join(workdir, FINAL_METRICS)
-  if not os.path.exists(path):
+  path = files.path(workdir) / FINAL_METRICS
+  if not path.exists():
     return None
   return files.read_json(path)
 
@@ -328,10 +333,10 @@ def summary_line(workdir: str, best_metric: str | None) -> str:
   """The one line a run ends with: its final metric (``best_metric``, or every top-level one) and the files it
   wrote; or, for a run stopped before its end, where it stopped."""
   written = ", ".join(name for name in (FINAL_METRICS, "metrics.jsonl", "checkpoints/", "best/")
-                    if os.path.exists(os.path.join(workdir, name.rstrip("/"))))
+                    if (files.path(workdir) / name.rstrip("/")).exists())
   final = _finished(workdir)
   if final is None:
-    steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+    steps = checkpointing.saved_steps(files.path(workdir) / "checkpoints")
     return (f"stopped before the end, at step {max(steps, default=0)}; rerun the same command to resume ({written} "
             f"in {workdir})")
   key = (best_metric or "").removeprefix("eval/")
@@ -391,9 +396,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.warning("%s finished at step %d already: nothing to do", workdir, finished.get("step", start_step))
       return {k: v for k, v in finished.items() if k != "step"}
     if is_main:
-      files.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
+      files.write_text(files.path(workdir) / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
       if finished is not None:  # continued with more steps: finished no more until the new end
-        os.remove(os.path.join(workdir, FINAL_METRICS))
+        (files.path(workdir) / FINAL_METRICS).unlink()
     writer = metric_writer.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
     cleanup.callback(writer.close)
     inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
@@ -413,10 +418,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
         overviews += [f"after init_from {config.init_from}", _parameter_overview(state)]
       if is_main:
-        files.write_text(os.path.join(workdir, PARAMETERS), "\n\n".join(overviews) + "\n")
+        files.write_text(files.path(workdir) / PARAMETERS, "\n\n".join(overviews) + "\n")
         writer.write_hparams(flax.traverse_util.flatten_dict(config.to_dict(), sep="."))
       logging.info("per-tensor shapes, means and standard deviations of the starting weights: %s",
-                   os.path.join(workdir, PARAMETERS))
+                   files.path(workdir) / PARAMETERS)
     logging.info("%s: %s parameters, %d steps (%d per epoch) on a mesh of %s devices, %d process(es)",
                  config.model.name, f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps,
                  steps_per_epoch, dict(mesh.shape), jax.process_count())
@@ -424,7 +429,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          checkpointer, writer)
   # Finished: what launchers and collectors look for, written once the last checkpoint is on disk.
   if eval_metrics.get("step") == steps and is_main:
-    files.write_json(os.path.join(workdir, FINAL_METRICS), eval_metrics)
+    files.write_json(files.path(workdir) / FINAL_METRICS, eval_metrics)
   return {k: v for k, v in eval_metrics.items() if k != "step"}
 
 
@@ -447,7 +452,7 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
   preemption = _Preemption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
   stopwatch = metric_writer.Stopwatch()
-  profiler = _Profiler(os.path.join(checkpointer.workdir, "tensorboard"), start_step + 2, config.profile_steps)
+  profiler = _Profiler(os.fspath(checkpointer.workdir / "tensorboard"), start_step + 2, config.profile_steps)
   pending_checks: list[tuple[int, dict[str, jax.Array]]] = []
   interval_metrics: list[dict[str, jax.Array]] = []
   eval_metrics: dict[str, float] = {}
@@ -474,6 +479,11 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
       profiler.after(step, state)
       pending_checks.append((step, metrics))
       interval_metrics.append(metrics)
+      if len(pending_checks) > STEPS_AHEAD:
+        # Runs at most STEPS_AHEAD steps ahead of the device: waits only when the host has run that far ahead,
+        # which bounds the batches held in the queue (and, measured, keeps gloo's CPU collectives from hanging
+        # with 2 devices per process when 32 steps were queued).
+        jax.block_until_ready(pending_checks[-STEPS_AHEAD - 1][1]["loss"])
       with stopwatch.timing("checkpoint"):
         checkpointer.poll()  # a failed asynchronous save stops the run here
       last_step = step == steps

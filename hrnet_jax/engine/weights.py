@@ -15,14 +15,13 @@ through the PyTorch layout).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import flax.linen as nn
 import ml_collections
 from absl import logging
 
-from hrnet_jax import tasks
+from hrnet_jax import files, tasks
 from hrnet_jax.engine import checkpointing
 from hrnet_jax.model import convert
 
@@ -33,7 +32,7 @@ def _load(model: nn.Module, path: str, *, use_ema: bool, reinit_head: bool,
           fresh: Mapping[str, Any] | None) -> tuple[dict[str, Any], convert.LoadReport]:
   rule = {"strict": True, "reinit_head": reinit_head, "fresh": fresh}
   if path.endswith(PYTORCH_SUFFIXES):
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
       raise FileNotFoundError(f"no weights file {path}")
     return convert.convert_state_dict(model, path, **rule)
   state = convert.flax_state(checkpointing.read_variables(path, use_ema))

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrnet_jax import compilation
+from hrnet_jax import compilation, files
 from hrnet_jax.model import checkpoint_inspect, scan_layout
 
 # Wrappers the official training scripts save around the network (DataParallel, the segmentation FullModel).
@@ -77,32 +77,37 @@ def to_flax_layout(array: np.ndarray) -> np.ndarray:
 
 
 def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """Reads a state_dict from a mapping, ``.pth``/``.pt`` (needs torch), ``.safetensors`` or ``.npz``."""
+  """Reads a state_dict from a mapping, ``.pth``/``.pt`` (needs torch), ``.safetensors`` or ``.npz``, on a local
+  disk or remote storage (copied to a local temporary file first: those readers take local files only)."""
   if isinstance(source, Mapping):
     state = dict(source)
   else:
-    path = os.fspath(source)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"no checkpoint at {path}")
-    suffix = os.path.splitext(path)[1]
-    if suffix in (".pth", ".pt", ".bin"):
-      try:
-        import torch  # pylint: disable=import-outside-toplevel
-      except ImportError as e:
-        raise ImportError(f"reading {path} needs PyTorch: pip install 'hrnet_jax[torch]'") from e
-      state = torch.load(path, map_location="cpu", weights_only=True)
-    elif suffix == ".safetensors":
-      from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-      state = load_file(path)
-    elif suffix == ".npz":
-      with np.load(path) as archive:
-        state = {k: archive[k] for k in archive.files}
-    else:
-      raise ValueError(f"unknown checkpoint format {suffix!r} for {path}; expected .pth, .pt, .safetensors or .npz")
+    if not files.path(source).exists():
+      raise FileNotFoundError(f"no checkpoint at {os.fspath(source)}")
+    with files.local_file(source) as path:
+      state = _read_file(path, os.fspath(source))
   for wrapper_key in ("state_dict", "model", "model_state"):  # training checkpoints wrap the weights
     if wrapper_key in state and isinstance(state[wrapper_key], Mapping):
       state = dict(state[wrapper_key])
   return {k: _to_numpy(v) for k, v in state.items()}
+
+
+def _read_file(path: str, name: str) -> dict[str, Any]:
+  """The tensors of the local file ``path`` (``name``: where the user's file is, for messages)."""
+  suffix = os.path.splitext(path)[1]
+  if suffix in (".pth", ".pt", ".bin"):
+    try:
+      import torch  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError(f"reading {name} needs PyTorch: pip install 'hrnet_jax[torch]'") from e
+    return torch.load(path, map_location="cpu", weights_only=True)
+  if suffix == ".safetensors":
+    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    return load_file(path)
+  if suffix == ".npz":
+    with np.load(path) as archive:
+      return {k: archive[k] for k in archive.files}
+  raise ValueError(f"unknown checkpoint format {suffix!r} for {name}; expected .pth, .pt, .safetensors or .npz")
 
 
 def _to_numpy(value: Any) -> np.ndarray:
