@@ -22,7 +22,8 @@ DATA_AXIS = "data"
 # process's index by itself, each recognised by the variables its launcher sets for a job of several processes.
 _CLUSTERS = {
     "SLURM": lambda env: int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in env,
-    "Open MPI": lambda env: int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1,
+    # Open MPI up to 4 (ORTE, whose address JAX reads); Open MPI 5 goes through --distributed=mpi4py.
+    "Open MPI": lambda env: int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1 and "OMPI_MCA_orte_hnp_uri" in env,
     "a Cloud TPU pod": lambda env: len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1,
     "a Kubernetes indexed job": lambda env: "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env,
 }

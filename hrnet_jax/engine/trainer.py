@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from PIL import Image
 from absl import logging
 from clu import parameter_overview
@@ -448,6 +449,11 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
   # Tracing and lowering run in Python on every start; the persistent cache spares only the compilation.
   logging.info("train step traced and lowered in %.1fs, compiled in %.1fs", compile_start - lower_start,
                compile_seconds)
+  if jax.process_count() > 1:
+    # The first step starts the CPU collectives (gloo), whose set-up waits 30 s at most for every process: longer
+    # than one process's compilation takes when another loaded the step from the compilation cache. So every
+    # process waits here first, on the coordination service (no device collective).
+    ocp.multihost.sync_global_processes("hrnet_jax: the train step is compiled")
 
   preemption = _Preemption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
