@@ -76,8 +76,12 @@ def ground_truth(image_ids: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray
   annotations = [{"id": i + 1, "image_id": int(image_id), "category_id": 1, "iscrowd": 0,
                   "keypoints": keypoints[i].reshape(-1).tolist(), "num_keypoints": int((keypoints[i, :, 2] > 0).sum()),
                   "bbox": boxes[i].tolist(), "area": float(areas[i])} for i, image_id in enumerate(image_ids)]
-  dataset = {"images": [{"id": int(i)} for i in np.unique(image_ids)], "annotations": annotations,
-             "categories": [{"id": 1, "name": "person", "keypoints": list(names)}]}
+  return coco_index({"images": [{"id": int(i)} for i in np.unique(image_ids)], "annotations": annotations,
+                     "categories": [{"id": 1, "name": "person", "keypoints": list(names)}]})
+
+
+def coco_index(dataset: dict[str, Any]) -> COCO:
+  """pycocotools' ``COCO`` of an annotation file's content (read through ``files``, so from any file system)."""
   gt = COCO()
   gt.dataset = dataset
   with quiet():
