@@ -20,7 +20,7 @@ from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 
 BUCKET = "hrnet-test"
-_PATCHED: list[bool] = []
+_patched = False
 
 
 def _move(request, response, storage, *args, **kwargs):
@@ -86,8 +86,9 @@ def environment(endpoint: str) -> dict[str, str]:
 @contextlib.contextmanager
 def running() -> Iterator[str]:
   """A fresh in-memory server with the bucket ``BUCKET``; its endpoint (``http://127.0.0.1:PORT``)."""
-  if not _PATCHED:
-    _PATCHED.append(True)
+  global _patched  # pylint: disable=global-statement  (the emulator's routes are module state too)
+  if not _patched:
+    _patched = True
     replaced = {objects.download: _with_generations(objects.download, reads=True),
                 objects.insert: _with_generations(objects.insert, reads=False),
                 objects.delete: _with_generations(objects.delete, reads=False)}

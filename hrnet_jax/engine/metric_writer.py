@@ -218,8 +218,9 @@ class EvalProgress:
 
   def update(self, batches: int) -> None:
     now = time.perf_counter()
-    last = batches == self.total_batches
-    if not (batches == 1 or last or now - self._last >= self.every_seconds) or self.total_batches is None:
+    if self.total_batches is None:
+      return
+    if not (batches in (1, self.total_batches) or now - self._last >= self.every_seconds):
       return
     elapsed = now - self._start
     examples = min(batches * self.batch_size, self.total_examples)

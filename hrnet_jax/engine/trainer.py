@@ -101,10 +101,9 @@ class _Profiler:
   def __init__(self, folder: str, first: int, count: int):
     self.folder, self.first, self.last = folder, first, first + count
     self.tracing = False
-    self.enabled = count > 0
 
   def before(self, step: int) -> None:
-    if self.enabled and step == self.first:
+    if self.last > self.first and step == self.first:
       jax.profiler.start_trace(self.folder)
       self.tracing = True
 
@@ -376,6 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ---- state: resumed from the newest good checkpoint, or fresh, or initialised from other weights ----------
   _writable_workdir(workdir)
+  folder = files.path(workdir)  # local (made absolute) or remote
   cache = compilation.use_persistent_cache(config.compilation_cache_dir, workdir)
   logging.info("compilation cache: %s", cache or "off")
   is_main = jax.process_index() == 0
@@ -397,9 +397,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.warning("%s finished at step %d already: nothing to do", workdir, finished.get("step", start_step))
       return {k: v for k, v in finished.items() if k != "step"}
     if is_main:
-      files.write_text(files.path(workdir) / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
+      files.write_text(folder / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
       if finished is not None:  # continued with more steps: finished no more until the new end
-        (files.path(workdir) / FINAL_METRICS).unlink()
+        (folder / FINAL_METRICS).unlink()
     writer = metric_writer.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
     cleanup.callback(writer.close)
     inputs = data_inputs.create_input(config, start_step=start_step, process_index=jax.process_index(),
@@ -419,10 +419,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             ema_params=_ema_copy(variables["params"], config.ema_decay)), mesh)
         overviews += [f"after init_from {config.init_from}", _parameter_overview(state)]
       if is_main:
-        files.write_text(files.path(workdir) / PARAMETERS, "\n\n".join(overviews) + "\n")
+        files.write_text(folder / PARAMETERS, "\n\n".join(overviews) + "\n")
         writer.write_hparams(flax.traverse_util.flatten_dict(config.to_dict(), sep="."))
       logging.info("per-tensor shapes, means and standard deviations of the starting weights: %s",
-                   files.path(workdir) / PARAMETERS)
+                   folder / PARAMETERS)
     logging.info("%s: %s parameters, %d steps (%d per epoch) on a mesh of %s devices, %d process(es)",
                  config.model.name, f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps,
                  steps_per_epoch, dict(mesh.shape), jax.process_count())
@@ -430,7 +430,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          checkpointer, writer)
   # Finished: what launchers and collectors look for, written once the last checkpoint is on disk.
   if eval_metrics.get("step") == steps and is_main:
-    files.write_json(files.path(workdir) / FINAL_METRICS, eval_metrics)
+    files.write_json(folder / FINAL_METRICS, eval_metrics)
   return {k: v for k, v in eval_metrics.items() if k != "step"}
 
 
