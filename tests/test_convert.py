@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hrnet_jax
-from hrnet_jax.model import convert
+from hrnet_jax.model import checkpoint_inspect, convert
 from conftest import shared_path
 from helpers import random_variables
 
@@ -43,6 +43,34 @@ def test_official_key_lists_map_completely(name, scan_repeats):
   assert sorted(set(official) - set(expected)) == []  # nothing unexpected
   assert sorted(set(expected) - set(official)) == []  # nothing missing
   assert {k: expected[k][1] for k in official} == official  # every shape equal
+
+
+OCR_KEY_LISTS = {"cityscapes": 19, "pascal_ctx_cls59": 59, "pascal_ctx_cls60": 60, "lip": 20}
+
+
+@pytest.mark.parametrize("dataset", sorted(OCR_KEY_LISTS))
+def test_official_ocr_key_lists_map_completely(dataset):
+  shapes = official_shapes(f"seg_hrnet_ocr_w48_{dataset}")
+  model = hrnet_jax.create_model("hrnet_w48", task="segmentation", head="ocr", num_classes=OCR_KEY_LISTS[dataset],
+                                 align_corners=True)
+  expected = {k: shape for k, (_, shape) in convert.expected_torch_shapes(model).items()}
+  assert expected == {k: s for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
+  assert checkpoint_inspect.describe(zeros_state_dict(shapes)) == (
+      "hrnet_w48 (stage 1: 4 bottleneck blocks of 64) with OCR head (segmentation) with "
+      f"{OCR_KEY_LISTS[dataset]} classes and 512 OCR channels")
+
+
+def test_a_v2_segmentation_checkpoint_starts_an_ocr_model_as_the_official_loader():
+  """Its ``last_layer`` becomes the ``aux_head`` (the official rename); the rest of the OCR head starts fresh."""
+  v2 = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=5)
+  ocr = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=5, head="ocr", ocr_mid_channels=16,
+                               ocr_key_channels=8)
+  trained = random_variables(v2)
+  variables, report = convert.convert_state_dict(ocr, convert.to_state_dict(trained), reinit_head=True)
+  np.testing.assert_array_equal(variables["params"]["head"]["aux_head_3"]["kernel"],
+                                trained["params"]["head"]["last_layer_3"]["kernel"])
+  assert all(k.split(".")[0] in ("conv3x3_ocr", "ocr_distri_head", "cls_head") for k in report.reinitialized)
+  assert "cls_head.weight" in report.reinitialized and report.ignored == []
 
 
 def test_full_size_state_dict_loads_and_round_trips():

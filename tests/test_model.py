@@ -85,6 +85,78 @@ def test_golden_parity_with_official_pytorch(name, scan_repeats):
   assert compared == len(meta["intermediates"]) > 0
 
 
+OFFICIAL_OCR_PARAMS = {19: 70_372_678, 59: 70_422_038, 60: 70_423_272, 20: 70_373_912}  # Cityscapes, PC, LIP
+
+
+@pytest.mark.parametrize("classes", sorted(OFFICIAL_OCR_PARAMS))
+def test_ocr_parameter_counts_equal_official(classes):
+  model = hrnet_jax.create_model("hrnet_w48", task="segmentation", head="ocr", num_classes=classes,
+                                 align_corners=True)
+  assert count_parameters(model) == OFFICIAL_OCR_PARAMS[classes]
+
+
+def ocr_golden_model(**options):
+  meta = json.loads(shared_path("golden", "ocr_tiny.json").read_text())
+  return meta, hrnet_jax.create_model(
+      meta["extra"], task="segmentation", head="ocr", num_classes=meta["num_classes"],
+      align_corners=meta["align_corners"], ocr_mid_channels=meta["ocr_mid_channels"],
+      ocr_key_channels=meta["ocr_key_channels"], **options)
+
+
+def ocr_golden_inputs():
+  with np.load(shared_path("golden", "ocr_tiny.npz")) as archive:
+    arrays = {k: archive[k] for k in archive.files}
+  state_dict = {k[len("sd/"):]: v for k, v in arrays.items() if k.startswith("sd/")}
+  return arrays, state_dict, jnp.asarray(arrays["input"].transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("scan_repeats", [False, True])
+def test_ocr_golden_parity_with_official_pytorch(scan_repeats):
+  """Both outputs and the two OCR representations of the official seg_hrnet_ocr, from its weights."""
+  meta, model = ocr_golden_model(scan_repeats=scan_repeats)
+  arrays, state_dict, images = ocr_golden_inputs()
+  assert count_parameters(model, (1, 64, 96, 3)) == meta["params"]
+  variables = hrnet_jax.load_pytorch_weights(model, state_dict)
+  outputs, state = jax.jit(lambda v, x: model.apply(v, x, mutable=["intermediates"]))(variables, images)
+  chex.assert_shape([nchw(outputs.ocr), nchw(outputs.aux)], tuple(meta["output_shape"]))
+  np.testing.assert_allclose(nchw(outputs.ocr), arrays["output"], atol=1e-4, rtol=0)
+  np.testing.assert_allclose(nchw(outputs.aux), arrays["output_aux"], atol=1e-4, rtol=0)
+  for name in ("ocr_input", "ocr_features"):
+    np.testing.assert_allclose(nchw(state["intermediates"]["head"][name][0]), arrays[name], atol=1e-4, rtol=0,
+                               err_msg=name)
+
+
+def test_ocr_in_bfloat16_is_close_to_float32_with_float32_softmaxes():
+  _, model = ocr_golden_model()
+  _, bf16_model = ocr_golden_model(dtype=jnp.bfloat16)
+  _, state_dict, images = ocr_golden_inputs()
+  variables = hrnet_jax.load_pytorch_weights(model, state_dict)
+  out32 = jax.jit(model.apply)(variables, images).ocr
+  out16 = jax.jit(bf16_model.apply)(variables, images).ocr
+  assert out16.dtype == jnp.float32
+  relative = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+  assert relative < 2e-2, relative
+  # Both softmaxes (over positions, over classes) exponentiate in float32 inside the bfloat16 model.
+  exponentials = [eqn.outvars[0].aval.dtype for eqn in all_equations(jax.make_jaxpr(bf16_model.apply)(
+      variables, images).jaxpr) if eqn.primitive.name == "exp"]
+  assert len(exponentials) == 2 and set(exponentials) == {jnp.dtype(jnp.float32)}, exponentials
+
+
+def all_equations(jaxpr):
+  """The equations of ``jaxpr`` and of every jaxpr nested in them."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for param in eqn.params.values():
+      inner = getattr(param, "jaxpr", param)
+      if hasattr(inner, "eqns"):
+        yield from all_equations(inner)
+
+
+def test_ocr_options_belong_to_the_ocr_head():
+  with pytest.raises(ValueError, match="ocr_key_channels only apply to head='ocr'"):
+    hrnet_jax.create_model("hrnet_tiny", task="segmentation", ocr_key_channels=8)
+
+
 @pytest.mark.parametrize("name", sorted(OFFICIAL_CLS_GMACS))
 def test_classification_macs_match_official(name):
   macs = sum(model_summary.conv_macs(hrnet_jax.create_model(name), (1, 224, 224, 3)).values())

@@ -102,6 +102,9 @@ def engine_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict({
       "name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "b1": 0.9, "b2": 0.999,
       "weight_decay": 0.0, "weight_decay_mask": "all", "grad_clip_norm": 0.0,
+      # The head's learning rate is this times the backbone's, at every step of the schedule (HRNet-OCR's
+      # TRAIN.NONBACKBONE_MULT for the parameters of its cls/aux/ocr layers, i.e. exactly the head's).
+      "head_lr_multiplier": 1.0,
   })
   config.schedule = ml_collections.ConfigDict({
       "name": "cosine", "warmup_epochs": 0.0, "milestones": (), "decay_factor": 0.1, "power": 0.9})

@@ -51,9 +51,17 @@ def decay_mask(params: Any, rule: str) -> Any:
   raise unknown_name("weight_decay_mask", rule, ["all", "kernels"])
 
 
+def head_mask(params: Any) -> Any:
+  """True for the head's parameters (the network's ``head`` module), False for the backbone's."""
+  return {name: jax.tree.map(lambda _, in_head=name == "head": in_head, tree) for name, tree in params.items()}
+
+
 def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD (momentum, Nesterov; L2 added to the gradient as PyTorch's ``weight_decay``), Adam (likewise), or AdamW
-  (decoupled decay), after optional global-norm clipping."""
+  (decoupled decay), after optional global-norm clipping; the head's updates scaled by ``head_lr_multiplier``.
+
+  Scaling the final update is PyTorch's parameter group with ``lr * multiplier`` exactly, for each of these
+  optimizers: their state does not depend on the learning rate, which multiplies only the update."""
   opt = config.optimizer
   name = opt.name
   weight_decay = opt.weight_decay
@@ -72,6 +80,8 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
                              mask=mask))
   else:
     raise unknown_name("optimizer", name, ["sgd", "adam", "adamw"])
+  if opt.head_lr_multiplier != 1.0:
+    chain.append(optax.masked(optax.scale(opt.head_lr_multiplier), head_mask))
   return optax.chain(*chain)
 
 

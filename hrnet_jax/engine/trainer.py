@@ -139,10 +139,10 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
   """The jitted update: forward/backward (optionally over micro-batches), optimizer, BN statistics, EMA."""
   accumulation = config.accumulation_steps
 
-  def local_loss_and_grads(params, batch_stats, batch):
+  def local_loss_and_grads(params, batch_stats, batch, rng):
     def loss_fn(p):
       outputs, updates = model.apply({"params": p, "batch_stats": batch_stats}, batch["image"], train=True,
-                                     mutable=["batch_stats"])
+                                     mutable=["batch_stats"], rngs={"dropout": rng})
       loss, aux = task.loss(outputs, batch)
       return loss, (aux, updates["batch_stats"])
 
@@ -154,33 +154,37 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
   if config.per_device_bn:
     # Each device normalises with its own batch statistics (PyTorch DDP without SyncBN); gradients, losses and
     # running statistics are then averaged over devices.
-    def per_device(params, batch_stats, batch):
-      results = local_loss_and_grads(params, batch_stats, batch)
+    def per_device(params, batch_stats, batch, rng):
+      rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))  # each device its own dropout
+      results = local_loss_and_grads(params, batch_stats, batch, rng)
       return jax.lax.pmean(results, sharding.DATA_AXIS)
 
-    loss_and_grads = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(sharding.DATA_AXIS)),
+    loss_and_grads = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(sharding.DATA_AXIS), P()),
                                    out_specs=P(), check_vma=False)
   else:
     loss_and_grads = local_loss_and_grads
 
-  def accumulated(params, batch_stats, batch):
+  def accumulated(params, batch_stats, batch, rng):
     if accumulation == 1:
-      return loss_and_grads(params, batch_stats, batch)
+      return loss_and_grads(params, batch_stats, batch, rng)
     # Micro-batch m takes every accumulation-th example, which keeps each micro-batch spread over all devices.
     micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(-1, accumulation, *x.shape[1:]), 1, 0), batch)
 
-    def body(carry, micro_batch):
+    def body(carry, micro_batch_and_rng):
       stats, grad_sum = carry
-      loss, aux, stats, grads = loss_and_grads(params, stats, micro_batch)
+      loss, aux, stats, grads = loss_and_grads(params, stats, *micro_batch_and_rng)
       return (stats, jax.tree.map(jnp.add, grad_sum, grads)), (loss, aux)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    (stats, grad_sum), (losses, auxes) = jax.lax.scan(body, (batch_stats, zeros), micro)
+    (stats, grad_sum), (losses, auxes) = jax.lax.scan(body, (batch_stats, zeros),
+                                                      (micro, jax.random.split(rng, accumulation)))
     grads = jax.tree.map(lambda g: g / accumulation, grad_sum)
     return jnp.mean(losses), jax.tree.map(jnp.mean, auxes), stats, grads
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    loss, aux, batch_stats, grads = accumulated(state.params, state.batch_stats, batch)
+    # Dropout (the OCR head's) draws from the seed and the step: a resumed run draws what it would have.
+    rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
+    loss, aux, batch_stats, grads = accumulated(state.params, state.batch_stats, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = optim.update_ema(state.ema_params, params, config.ema_decay) if config.ema_decay else state.ema_params

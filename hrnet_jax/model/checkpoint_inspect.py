@@ -12,7 +12,7 @@ from hrnet_jax.model.backbone import HRNetSpec, StageSpec
 from hrnet_jax.model.variants import VARIANTS
 
 HEAD_PREFIXES = ("incre_modules", "downsamp_modules", "final_layer", "classifier", "last_layer", "head",
-                 "reduction_conv", "fpn_convs")
+                 "reduction_conv", "fpn_convs", "aux_head", "conv3x3_ocr", "ocr_distri_head", "cls_head")
 
 
 def _indices(keys: list[str], pattern: str) -> list[int]:
@@ -46,6 +46,9 @@ def infer_head(state: Mapping[str, Any]) -> str:
     return f"classification head with {state['classifier.weight'].shape[0]} classes"
   if "final_layer.weight" in state:
     return f"V1 heatmap head (pose) with {state['final_layer.weight'].shape[0]} outputs"
+  if "cls_head.weight" in state and "aux_head.3.weight" in state:
+    return (f"OCR head (segmentation) with {state['cls_head.weight'].shape[0]} classes and "
+            f"{state['conv3x3_ocr.0.weight'].shape[0]} OCR channels")
   if "last_layer.3.weight" in state:
     return f"V2 head (segmentation/landmarks) with {state['last_layer.3.weight'].shape[0]} outputs"
   if "reduction_conv.kernel" in state or "reduction_conv.weight" in state:

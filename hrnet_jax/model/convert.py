@@ -30,8 +30,9 @@ from hrnet_jax.model import checkpoint_inspect, scan_layout
 _WRAPPER_PREFIXES = ("module.", "model.")
 # Keys that belong to a training wrapper, not to the network.
 _IGNORED_KEY = re.compile(r"(^|\.)num_batches_tracked$|^loss\.")
-# The official landmark code names the V2 head ``head``; the segmentation code, ``last_layer``.
-_KEY_ALIASES = {"head.": "last_layer."}
+# The official landmark code names the V2 head ``head``; the segmentation code, ``last_layer``; the OCR code loads
+# that head (of a V2 checkpoint) as its ``aux_head``.
+_KEY_ALIASES = {"head.": "last_layer.", "last_layer.": "aux_head."}
 _LEAF_TO_TORCH = {("params", "kernel"): "weight", ("params", "bias"): "bias", ("params", "scale"): "weight",
                   ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
 # Top-level Flax modules that have no counterpart in the official (flat) PyTorch models.

@@ -33,6 +33,16 @@ class HRNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadSpec:
+  """A head a task brings beside the shared ones (segmentation's OCR): its Flax module, a ``"module:Class"``
+  reference imported on first use, and the options it adds to ``create_model`` with their defaults. The module is
+  built with ``num_outputs``, ``align_corners``, ``bn_momentum``, ``dtype``, ``param_dtype``, these options, and
+  ``conv_init`` when the caller gives one (else its own default)."""
+  module: str
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelDefaults:
   """The network a task uses, as its official codebase builds it; every field can be overridden in
   ``create_model``. A task declares one in its ``TaskSpec`` (``hrnet_jax.tasks``)."""
@@ -47,6 +57,8 @@ class ModelDefaults:
   # The official pose network stops computing the lower branches in its last module when the head reads only the
   # 1x branch (V1 on branch 0).
   prune_last_module: bool = False
+  # Heads of this task only, by the name ``head=`` takes.
+  task_heads: Mapping[str, HeadSpec] = dataclasses.field(default_factory=dict)
 
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
@@ -85,7 +97,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
   """
   spec = resolve_spec(name)
   defaults = model_defaults(task)
-  allowed = set(BACKBONE_OPTIONS) | set(HEAD_OPTIONS) | ({defaults.count_name} - {None})
+  head_options = {k: v for spec in defaults.task_heads.values() for k, v in spec.options.items()}
+  allowed = set(BACKBONE_OPTIONS) | set(HEAD_OPTIONS) | set(head_options) | ({defaults.count_name} - {None})
   count_names = {t.model.count_name for t in _registered_tasks().values()} - {None}
   for key in overrides:
     if key in count_names and key != defaults.count_name:
@@ -99,7 +112,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "conv_init": "he", "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
-             "final_channels": 2048, **overrides}
+             "final_channels": 2048, **head_options, **overrides}
   count = output_count(task, overrides)
   multi_scale = not (defaults.prune_last_module and options["head"] in ("v1", "v1h") and options["head_branch"] == 0)
   if options["four_streams"]:
@@ -112,14 +125,27 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
       conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"],
       param_dtype=options["param_dtype"])
-  return HRNet(backbone=backbone, head=_make_head(options, count))
+  return HRNet(backbone=backbone, head=_make_head(options, count, defaults.task_heads, overrides))
 
 
-def _make_head(options: dict[str, Any], count: int | None) -> nn.Module | None:
+def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[str, HeadSpec],
+               overrides: Mapping[str, Any]) -> nn.Module | None:
   head = options["head"]
   common = {"dtype": options["dtype"], "param_dtype": options["param_dtype"], "conv_init": options["conv_init"]}
   if head is None:
     return None
+  for name, spec in task_heads.items():
+    stray = sorted(set(spec.options) & set(overrides)) if head != name else []
+    if stray:
+      raise ValueError(f"{', '.join(stray)} only apply to head={name!r}; this model's head is {head!r}")
+  if head in task_heads:
+    from hrnet_jax.tasks.spec import resolve  # pylint: disable=import-outside-toplevel  (tasks import this module)
+    spec = task_heads[head]
+    own_init = {"conv_init": overrides["conv_init"]} if "conv_init" in overrides else {}
+    return resolve(spec.module)(
+        num_outputs=count, align_corners=options["align_corners"], bn_momentum=options["bn_momentum"],
+        dtype=options["dtype"], param_dtype=options["param_dtype"], **own_init,
+        **{name: options[name] for name in spec.options})
   if head == "classification":
     return heads.ClassificationHead(num_classes=count, head_channels=tuple(options["head_channels"]),
                                     final_channels=options["final_channels"], bn_momentum=options["bn_momentum"],
@@ -133,7 +159,7 @@ def _make_head(options: dict[str, Any], count: int | None) -> nn.Module | None:
         num_outputs=count, representation=head, branch=options["head_branch"],
         mix=options["mix"] or head == "v1h", final_conv_kernel=options["final_conv_kernel"],
         align_corners=options["align_corners"], bn_momentum=options["bn_momentum"], **common)
-  raise unknown_name("head", head, ["classification", "v1", "v1h", "v2", "v2p", "None"])
+  raise unknown_name("head", head, ["classification", "v1", "v1h", "v2", "v2p", *task_heads, "None"])
 
 
 def count_parameters(model: nn.Module, input_shape: tuple[int, ...] = (1, 64, 64, 3)) -> int:

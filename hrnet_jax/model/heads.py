@@ -26,7 +26,7 @@ Representation = Literal["v1", "v1h", "v2"]
 DENSE_OUTPUT_INIT = layers.CONV_INITS["normal"]
 
 
-def _output(x: jax.Array) -> jax.Array:
+def float_output(x: jax.Array) -> jax.Array:
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
@@ -53,11 +53,11 @@ class ClassificationHead(nn.Module):
       y = x
     y = layers.conv1x1(conv, self.final_channels, use_bias=True, name="final_layer_0")(y)
     y = nn.relu(norm(name="final_layer_1")(y))
-    y = jnp.mean(_output(y), axis=(1, 2))
+    y = jnp.mean(float_output(y), axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=y.dtype, param_dtype=self.param_dtype, name="classifier")(y)
 
 
-def _to_quarter_resolution(branches: Sequence[jax.Array], representation: str, branch: int,
+def quarter_resolution(branches: Sequence[jax.Array], representation: str, branch: int,
                            align_corners: bool) -> jax.Array:
   """The representation a dense head sees, at the highest branch's (1/4) resolution."""
   size = branches[0].shape[1:3]
@@ -98,15 +98,15 @@ class DenseHead(nn.Module):
     if self.representation == "v1h" and not self.mix:
       raise ValueError("representation 'v1h' widens by the mixing conv: set mix=True")
     conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
-    x = _to_quarter_resolution(branches, self.representation, self.branch, self.align_corners)
+    x = quarter_resolution(branches, self.representation, self.branch, self.align_corners)
     final = functools.partial(layers.conv3x3 if self.final_conv_kernel == 3 else layers.conv1x1, conv,
                               self.num_outputs, use_bias=True, kernel_init=DENSE_OUTPUT_INIT)
     if not self.mix:
-      return _output(final(name="final_layer")(x))
+      return float_output(final(name="final_layer")(x))
     width = 15 * branches[0].shape[-1] if self.representation == "v1h" else x.shape[-1]
     x = layers.conv1x1(conv, width, use_bias=True, name="last_layer_0")(x)
     x = nn.relu(norm(name="last_layer_1")(x))
-    return _output(final(name="last_layer_3")(x))
+    return float_output(final(name="last_layer_3")(x))
 
 
 class HRFPNHead(nn.Module):
@@ -123,8 +123,8 @@ class HRFPNHead(nn.Module):
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> list[jax.Array]:
     del train  # no BatchNorm in HRFPN
     conv, _ = layers.conv_and_norm(self.dtype, self.param_dtype, 0.1, False, self.conv_init)
-    x = _to_quarter_resolution(branches, "v2", 0, self.align_corners)
+    x = quarter_resolution(branches, "v2", 0, self.align_corners)
     x = layers.conv1x1(conv, self.out_channels, use_bias=True, name="reduction_conv")(x)
     levels = [x] + [nn.avg_pool(x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]
-    return [_output(layers.conv3x3(conv, self.out_channels, use_bias=True, name=f"fpn_convs_{k}")(level))
+    return [float_output(layers.conv3x3(conv, self.out_channels, use_bias=True, name=f"fpn_convs_{k}")(level))
             for k, level in enumerate(levels)]

@@ -20,10 +20,12 @@ ModuleDef = Callable[..., nn.Module]
 PAD_3X3 = ((1, 1), (1, 1))
 PAD_1X1 = ((0, 0), (0, 0))
 
-# How conv kernels start: 'he' is He-normal over fan_out (PyTorch's Conv2d default and the official classification
-# init); 'normal' is N(0, 0.001), the official pose, segmentation and landmark codes' init of every conv (what their
-# from-scratch runs, e.g. the paper's Table 12, train from).
-CONV_INITS = {"he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"), "normal": nn.initializers.normal(0.001)}
+# How conv kernels start: 'he' is He-normal over fan_out (the official classification init); 'normal' is
+# N(0, 0.001), the official pose, segmentation and landmark codes' init of every conv (what their from-scratch runs,
+# e.g. the paper's Table 12, train from); 'pytorch' is ``nn.Conv2d``'s own default, kaiming_uniform(a=sqrt(5)), i.e.
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which the official OCR head keeps (its init_weights skips it).
+CONV_INITS = {"he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"), "normal": nn.initializers.normal(0.001),
+              "pytorch": nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")}
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")

@@ -4,7 +4,7 @@ Per-pixel cross-entropy with an ignore label (class weights and OHEM optional), 
 protocol (whole image or sliding windows, multi-scale, flip: the ``test`` section), label sets as data.
 """
 
-from hrnet_jax.model.factory import ModelDefaults
+from hrnet_jax.model.factory import HeadSpec, ModelDefaults
 from hrnet_jax.tasks.segmentation import inference
 from hrnet_jax.tasks.spec import BatchKey, Recipe, TaskSpec
 
@@ -38,10 +38,17 @@ TASK = TaskSpec(
     name="segmentation",
     # HRNet-Semantic-Segmentation (pytorch-v1.1): bilinear everywhere, BN momentum 0.01.
     model=ModelDefaults(head="v2", count_name="num_classes", count=19, fusion_upsample="bilinear", bn_momentum=0.01,
-                        mix=True),
+                        mix=True,
+                        # HRNetV2 + OCR (ocr.py); its options' defaults are the official MODEL.OCR ones.
+                        task_heads={"ocr": HeadSpec("hrnet_jax.tasks.segmentation.ocr:OCRHead",
+                                                    {"ocr_mid_channels": 512, "ocr_key_channels": 256,
+                                                     "ocr_dropout": 0.05})}),
     task="hrnet_jax.tasks.segmentation.task:SegmentationTask",
     config={"class_weights": False,  # the label set's official cross-entropy weights (Cityscapes)
             "ohem": {"enabled": False, "threshold": 0.9, "min_kept": 131072},
+            # An OCR model's loss: this times the auxiliary output's cross-entropy, plus the OCR output's (the
+            # official LOSS.BALANCE_WEIGHTS [0.4, 1]; OHEM applies to the OCR output only).
+            "aux_loss_weight": 0.4,
             # The evaluation protocol (inference.InferenceOptions), stated beside every mIoU.
             "test": inference.config_defaults()},
     recipes=(SEGMENTATION,),

@@ -14,7 +14,7 @@ from PIL import Image
 
 from hrnet_jax.model import factory, layers
 from hrnet_jax.tasks.base import Batch, Task, enlarged
-from hrnet_jax.tasks.segmentation import draw, inference, label_sets
+from hrnet_jax.tasks.segmentation import draw, inference, label_sets, ocr
 
 
 class SegmentationTask(Task):
@@ -51,27 +51,37 @@ class SegmentationTask(Task):
     # The head predicts at 1/4; the loss is computed at the label's resolution, as the official code.
     return layers.resize_bilinear(outputs, labels.shape[1:3], self.align_corners).astype(jnp.float32)
 
-  def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def loss(self, outputs: jax.Array | ocr.OCROutputs, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Cross-entropy (class-weighted and OHEM as configured) of the logits at the label's resolution; an OCR
+    model's auxiliary output adds ``aux_loss_weight`` times its plain cross-entropy (official BALANCE_WEIGHTS)."""
     labels = batch["label"]
-    logits = self._logits_at_label_size(outputs, labels)
+    logits = self._logits_at_label_size(ocr.main_output(outputs), labels)
     # ``mask`` is 0 for examples whose image could not be decoded: none of their pixels count.
     valid = (labels != self.ignore_label) & (batch["mask"][:, None, None] > 0)
     targets = jnp.where(valid, labels, 0)
-    per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     weights = self.config.class_weights and self.label_set.class_weights
-    pixel_weight = jnp.asarray(weights, jnp.float32)[targets] if weights else jnp.ones_like(per_pixel)
+    pixel_weight = (jnp.asarray(weights, jnp.float32)[targets] if weights else jnp.ones(targets.shape)) * valid
+    per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits, targets) * pixel_weight
     ohem = self.config.ohem
     if ohem.enabled:
-      loss = ohem_loss(logits, targets, per_pixel * pixel_weight, valid, ohem.threshold, ohem.min_kept)
+      loss = ohem_loss(logits, targets, per_pixel, valid, ohem.threshold, ohem.min_kept)
     else:
-      # PyTorch's weighted mean: the weights also normalise.
-      pixel_weight = pixel_weight * valid
-      loss = jnp.sum(per_pixel * pixel_weight) / jnp.maximum(jnp.sum(pixel_weight), 1e-12)
+      loss = weighted_mean(per_pixel, pixel_weight)
     accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * valid) / jnp.maximum(jnp.sum(valid), 1)
-    return loss, {"pixel_accuracy": accuracy}
+    metrics = {"pixel_accuracy": accuracy}
+    if isinstance(outputs, ocr.OCROutputs):
+      aux_logits = self._logits_at_label_size(outputs.aux, labels)
+      aux_pixels = optax.softmax_cross_entropy_with_integer_labels(aux_logits, targets) * pixel_weight
+      # The official OhemCrossEntropy computes the auxiliary term unreduced and the training loop takes the mean of
+      # the sum, so with OHEM it is the mean over every pixel (ignored ones count as 0), not over the valid ones.
+      metrics["aux_loss"] = jnp.mean(aux_pixels) if ohem.enabled else weighted_mean(aux_pixels, pixel_weight)
+      loss = self.config.aux_loss_weight * metrics["aux_loss"] + loss
+    return loss, metrics
 
   def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> jax.Array:
-    return inference.segment(apply, batch["image"], batch["image_size"], self.inference_options())
+    # An OCR model is evaluated by its OCR output (the official TEST.OUTPUT_INDEX = -1).
+    return inference.segment(lambda images: ocr.main_output(apply(images)), batch["image"], batch["image_size"],
+                             self.inference_options())
 
   def label_scores(self, scores: jax.Array, batch: Batch, label_shape: tuple[int, int]) -> jax.Array:
     """Scores resized from each image's size to its label's (LIP evaluates a resized image on the original)."""
@@ -114,6 +124,11 @@ class SegmentationTask(Task):
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {"image": rng.standard_normal((batch, *size, 3), dtype=np.float32), "mask": np.ones((batch,), np.float32),
             "label": rng.integers(0, self.output_count(), (batch, *size), dtype=np.int32)}
+
+
+def weighted_mean(pixel_losses: jax.Array, pixel_weight: jax.Array) -> jax.Array:
+  """PyTorch's weighted cross-entropy mean: the class weights of the valid pixels also normalise."""
+  return jnp.sum(pixel_losses) / jnp.maximum(jnp.sum(pixel_weight), 1e-12)
 
 
 def ohem_loss(logits: jax.Array, targets: jax.Array, pixel_losses: jax.Array, valid: jax.Array, threshold: float,
