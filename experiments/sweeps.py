@@ -133,8 +133,18 @@ def main_coco() -> Sweep:
 
 
 def main_cityscapes() -> Sweep:
-  return _main_table("main_cityscapes", "Cityscapes val mIoU, single scale (official README)", "cityscapes.py",
+  return _main_table("main_cityscapes", "Cityscapes val mIoU, single scale (official READMEs)", "cityscapes.py",
                      "PAPER_MIOU", "eval/miou", 1.0, "mIoU")
+
+
+def main_pascal_context() -> Sweep:
+  return _main_table("main_pascal_context", "PASCAL-Context val (testval) mIoU, multi-scale + flip (Table 8; OCR: "
+                     "official README)", "pascal_context.py", "PAPER_MIOU", "eval/miou", 1.0, "mIoU")
+
+
+def main_lip() -> Sweep:
+  return _main_table("main_lip", "LIP val mIoU, flip test (Table 10; OCR: official README)", "lip.py", "PAPER_MIOU",
+                     "eval/miou", 1.0, "mIoU")
 
 
 # CPU proxies of Table 12 and Fig. 10: hrnet_tiny on the synthetic shapes' masks, a few hundred steps each. They
@@ -161,7 +171,8 @@ def fig10_proxy(steps: int = 300) -> Sweep:
 SWEEPS: dict[str, Callable[[], Sweep]] = {
     sweep.__name__: sweep for sweep in (
         table12_pose, table12_segmentation, fig9_pose_resolution, fig10_cityscapes, fig10_pascal_context,
-        fig10_pose, main_imagenet, main_coco, main_cityscapes, table12_proxy, fig10_proxy)}
+        fig10_pose, main_imagenet, main_coco, main_cityscapes, main_pascal_context, main_lip, table12_proxy,
+        fig10_proxy)}
 
 
 def get(name: str) -> Sweep:

@@ -175,14 +175,6 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
       timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _parse_value(text: str) -> Any:
-  """JSON when it parses (numbers, booleans, lists), the plain string otherwise (e.g. 'bilinear')."""
-  try:
-    return json.loads(text)
-  except json.JSONDecodeError:
-    return text
-
-
 def main(argv: list[str] | None = None) -> None:
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="hrnet_w32", choices=sorted(VARIANTS), metavar="NAME",
@@ -198,16 +190,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
   parser.add_argument("--peak-tflops", type=float, default=None,
                       help="peak dense TFLOP/s of one device at --dtype, for MFU (e.g. 989 for H100 SXM bf16)")
-  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                      help="model option, e.g. num_classes=4 or fusion_upsample=bilinear (repeatable)")
+  cli.add_override_flag(parser)
   parser.add_argument("--output", help="append the JSON line to this file")
   args = parser.parse_args(argv)
-  overrides = {}
-  for item in args.override:
-    key, sep, value = item.partition("=")
-    if not sep:
-      parser.error(f"--override needs KEY=VALUE, got {item!r}")
-    overrides[key] = _parse_value(value)
+  overrides = cli.model_overrides(parser, args.override)
   result = run_benchmark(args.model, args.task, args.size, args.batch, args.mode, args.dtype, args.steps,
                          args.warmup, args.peak_tflops, overrides)
   print(result.summary(), file=sys.stderr)

@@ -13,12 +13,13 @@ import contextlib
 import errno
 import importlib.abc
 import importlib.machinery
+import json
 import logging as python_logging
 import os
 import re
 import sys
 import threading
-from typing import Callable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
@@ -65,6 +66,26 @@ def parse_size(text: str) -> tuple[int, int]:
   if not match:
     raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 256x192, got {text!r}")
   return int(match.group(1)), int(match.group(2))
+
+
+def add_override_flag(parser: argparse.ArgumentParser) -> None:
+  """``--override KEY=VALUE`` (repeatable): a model option of ``create_model``; read back by ``model_overrides``."""
+  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="model option, e.g. num_classes=4, fusion_upsample=bilinear or head=ocr (repeatable)")
+
+
+def model_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+  """The ``--override`` items as options: JSON values where they parse (numbers, booleans, lists), else strings."""
+  overrides = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep:
+      parser.error(f"--override needs KEY=VALUE, got {item!r}")
+    try:
+      overrides[key] = json.loads(value)
+    except json.JSONDecodeError:
+      overrides[key] = value
+  return overrides
 
 
 def _check_folder(folder: str, what: str, path: str) -> None:

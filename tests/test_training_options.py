@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -57,6 +58,34 @@ def test_sgd_weight_decay_is_added_to_the_gradient_like_pytorch():
   params = {"w": {"kernel": jnp.array([2.0])}}
   updates, _ = tx.update({"w": {"kernel": jnp.array([1.0])}}, tx.init(params), params)
   np.testing.assert_allclose(updates["w"]["kernel"], [-0.5 * (1.0 + 0.1 * 2.0)])
+
+
+def test_head_learning_rate_multiplier_is_pytorchs_parameter_group_for_exactly_the_head():
+  """HRNet-OCR's NONBACKBONE_MULT: a second SGD group at lr x 10 along the poly schedule, momentum and L2 decay as
+  torch.optim.SGD (the buffer accumulates gradient + decay; the group's lr multiplies only the step)."""
+  config = config_lib.base_config()
+  config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, head_lr_multiplier=10.0)
+  config.schedule.update(name="poly", power=0.9)
+  schedule = optim.learning_rate_schedule(config, total_steps=5, steps_per_epoch=5)
+  tx = optim.create_optimizer(config, schedule)
+  params = {"backbone": {"conv": {"kernel": jnp.array([2.0, -1.0])}},
+            "head": {"cls_head": {"kernel": jnp.array([0.5]), "bias": jnp.array([1.0])}}}
+  state = tx.init(params)
+  reference = jax.tree.map(np.asarray, params)
+  buffers = jax.tree.map(np.zeros_like, reference)
+  rng = np.random.default_rng(0)
+  for step in range(4):
+    grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), reference)
+    updates, state = tx.update(jax.tree.map(jnp.asarray, grads), state, params)
+    params = optax.apply_updates(params, updates)
+    for group, multiplier in (("backbone", 1.0), ("head", 10.0)):
+      lr = 0.1 * (1 - step / 5) ** 0.9 * multiplier
+      buffers[group] = jax.tree.map(lambda b, g, p: 0.9 * b + g + 1e-4 * p, buffers[group], grads[group],
+                                    reference[group])
+      reference[group] = jax.tree.map(lambda p, b, lr=lr: p - lr * b, reference[group], buffers[group])
+  chex.assert_trees_all_close(params, reference, rtol=1e-5)
+  assert optim.head_mask(params) == {"backbone": {"conv": {"kernel": False}},
+                                     "head": {"cls_head": {"kernel": True, "bias": True}}}
 
 
 OPTIONS_RUN = {"total_steps": 4, "global_batch_size": 16, "eval_batch_size": 128, "log_every": 2,
