@@ -56,3 +56,19 @@ def test_pipeline_benchmark_reports_examples_per_second_per_core(data_dir):
   assert line["train_examples"] == 3 * 32 and line["eval_examples"] == 3 * 128
   assert line["train_examples_per_second"] > 0 and line["cores"] >= 1
   assert line["train_examples_per_second_per_core"] == pytest.approx(line["train_examples_per_second"] / line["cores"])
+
+
+def test_summary_and_benchmark_know_the_ocr_head(capsys):
+  """Parameters and MACs of an OCR model (the head's part apart), and its forward pass timed on 8 devices (its train
+  step runs in the segmentation task's end-to-end test)."""
+  from hrnet_jax import summary as summary_command
+  from hrnet_jax.model import count_parameters, create_model
+  ocr = {"head": "ocr", "num_classes": 5, "ocr_mid_channels": 16, "ocr_key_channels": 8}
+  summary_command.main(["hrnet_tiny", "--task=segmentation", "--size=32x32", "--json",
+                        *[f"--override={k}={v}" for k, v in ocr.items()]])
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["params"] == count_parameters(create_model("hrnet_tiny", task="segmentation", **ocr))
+  assert printed["stage_params"]["head"] > 0 and printed["stage_macs"]["head"] > 0
+  result = benchmark.run_benchmark("hrnet_tiny", task="segmentation", size=(32, 32), batch=8, mode="infer",
+                                   steps=1, warmup=0, overrides=ocr)
+  assert result.params == printed["params"] and result.step_ms > 0 and result.flops_per_step > 0

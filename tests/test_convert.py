@@ -60,17 +60,26 @@ def test_official_ocr_key_lists_map_completely(dataset):
       f"{OCR_KEY_LISTS[dataset]} classes and 512 OCR channels")
 
 
-def test_a_v2_segmentation_checkpoint_starts_an_ocr_model_as_the_official_loader():
-  """Its ``last_layer`` becomes the ``aux_head`` (the official rename); the rest of the OCR head starts fresh."""
-  v2 = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=5)
+@pytest.mark.parametrize("source_task", ["classification", "segmentation"])
+def test_imagenet_or_v2_segmentation_weights_start_an_ocr_model(source_task):
+  """The backbone loads and the OCR head starts fresh; from a V2 segmentation checkpoint its ``last_layer`` becomes
+  the ``aux_head``, as the official loader renames it."""
+  source = hrnet_jax.create_model("hrnet_tiny", task=source_task, num_classes=5)
   ocr = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=5, head="ocr", ocr_mid_channels=16,
                                ocr_key_channels=8)
-  trained = random_variables(v2)
+  trained = random_variables(source)
   variables, report = convert.convert_state_dict(ocr, convert.to_state_dict(trained), reinit_head=True)
-  np.testing.assert_array_equal(variables["params"]["head"]["aux_head_3"]["kernel"],
-                                trained["params"]["head"]["last_layer_3"]["kernel"])
-  assert all(k.split(".")[0] in ("conv3x3_ocr", "ocr_distri_head", "cls_head") for k in report.reinitialized)
-  assert "cls_head.weight" in report.reinitialized and report.ignored == []
+  np.testing.assert_array_equal(variables["params"]["backbone"]["stage4_0"]["branches_3_0"]["conv1"]["kernel"],
+                                trained["params"]["backbone"]["stage4_0"]["branches_3_0"]["conv1"]["kernel"])
+  fresh = {k.split(".")[0] for k in report.reinitialized}
+  if source_task == "segmentation":
+    np.testing.assert_array_equal(variables["params"]["head"]["aux_head_3"]["kernel"],
+                                  trained["params"]["head"]["last_layer_3"]["kernel"])
+    assert fresh == {"conv3x3_ocr", "ocr_distri_head", "cls_head"} and report.ignored == []
+  else:
+    assert fresh == {"aux_head", "conv3x3_ocr", "ocr_distri_head", "cls_head"}
+    assert {k.split(".")[0] for k in report.ignored} == {"incre_modules", "downsamp_modules", "final_layer",
+                                                         "classifier"}
 
 
 def test_full_size_state_dict_loads_and_round_trips():
