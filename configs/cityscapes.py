@@ -36,8 +36,9 @@ def get_config(arg=None):
   options = config_lib.parse_arg(arg, positional="variant", variant="w48", tiny=False)
   config_lib.check_choice("variant", options.variant, PAPER_MIOU)
   config = segmentation_config(
-      model=f"hrnet_{options.variant.removeprefix('ocr_')}", dataset="cityscapes", labels="cityscapes", crop=(512, 1024), base_size=2048,
-      eval_canvas=(1024, 2048), batch=12, epochs=484, learning_rate=0.01, weight_decay=5e-4)
+      model=f"hrnet_{options.variant.removeprefix('ocr_')}", dataset="cityscapes", labels="cityscapes",
+      crop=(512, 1024), base_size=2048, eval_canvas=(1024, 2048), batch=12, epochs=484, learning_rate=0.01,
+      weight_decay=5e-4)
   config.class_weights = True
   config.ohem.min_kept = 131072 * 4
   config.test.update(mode="sliding", window=(1024, 2048), stride=1.0, pad_to_window=False, base_size=2048)
