@@ -113,11 +113,13 @@ def fig10_pose() -> Sweep:
 
 
 def _main_table(name: str, title: str, config_file: str, papers: str, metric: str, scale: float, unit: str,
-                arg: str = "{}") -> Sweep:
-  """One row per variant of a config file, with the paper's numbers the config file itself lists (``papers``)."""
+                arg: str = "{}", protocol: Callable[[str], dict[str, Any]] = lambda variant: {}) -> Sweep:
+  """One row per variant of a config file, with the paper's numbers the config file itself lists (``papers``);
+  ``protocol(variant)``: the overrides that evaluate as the paper's number was (e.g. multi-scale + flip)."""
   from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   numbers = getattr(config_lib.config_module(os.path.join(REPO, "configs", config_file)), papers)
-  rows = tuple(Row(variant, variant, f"configs/{config_file}:{arg.format(variant)}", paper, series=unit, x=variant)
+  rows = tuple(Row(variant, variant, f"configs/{config_file}:{arg.format(variant)}", paper,
+                   overrides=protocol(variant), series=unit, x=variant)
                for variant, paper in numbers.items())
   return Sweep(name, title, metric, scale, unit, rows)
 
@@ -137,9 +139,16 @@ def main_cityscapes() -> Sweep:
                      "PAPER_MIOU", "eval/miou", 1.0, "mIoU")
 
 
+def _pascal_context_protocol(benchmark: str) -> dict[str, Any]:
+  # The official READMEs' test commands: scales 0.5-1.75 (HRNetV2) or 0.5-2.0 (OCR), with flip.
+  scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) + ((2.0,) if benchmark.startswith("ocr_") else ())
+  return {"test.scales": scales, "test.flip": True}
+
+
 def main_pascal_context() -> Sweep:
   return _main_table("main_pascal_context", "PASCAL-Context val (testval) mIoU, multi-scale + flip (Table 8; OCR: "
-                     "official README)", "pascal_context.py", "PAPER_MIOU", "eval/miou", 1.0, "mIoU")
+                     "official README)", "pascal_context.py", "PAPER_MIOU", "eval/miou", 1.0, "mIoU",
+                     protocol=_pascal_context_protocol)
 
 
 def main_lip() -> Sweep:

@@ -152,7 +152,14 @@ def all_equations(jaxpr):
         yield from all_equations(inner)
 
 
-def test_ocr_options_belong_to_the_ocr_head():
+def test_the_ocr_head_brings_its_official_network_defaults_and_owns_its_options():
+  """align_corners=True and BatchNorm momentum 0.1 (HRNet-OCR's code), unless given; OCR options need the head."""
+  model = hrnet_jax.create_model("hrnet_tiny", task="segmentation", head="ocr", num_classes=5)
+  assert model.backbone.fusion.align_corners and model.head.align_corners
+  assert model.backbone.bn_momentum == model.head.bn_momentum == 0.1
+  given = hrnet_jax.create_model("hrnet_tiny", task="segmentation", head="ocr", num_classes=5, align_corners=False)
+  assert not given.backbone.fusion.align_corners and not given.head.align_corners
+  assert not hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=5).backbone.fusion.align_corners
   with pytest.raises(ValueError, match="ocr_key_channels only apply to head='ocr'"):
     hrnet_jax.create_model("hrnet_tiny", task="segmentation", ocr_key_channels=8)
 

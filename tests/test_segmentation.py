@@ -420,43 +420,49 @@ def test_class_weights_weight_the_mean_as_pytorch():
 
 
 def ocr_loss_case(ohem: bool):
-  """The loss of a 3-class OCR model's outputs at 2x2 on 4x4 labels (one ignored pixel, one undecodable image)."""
-  config = config_lib.load(os.path.join(CONFIGS, "cityscapes.py") + ":ocr_w48,tiny", {"ohem.enabled": ohem,
-                                                                                       "ohem.min_kept": 5})
+  """The loss of a 19-class OCR model's outputs at 2x2 on 4x4 Cityscapes labels (class-weighted; one ignored pixel,
+  one undecodable image), and the per-pixel weighted cross-entropies and validity computed by hand."""
+  config = config_lib.load(os.path.join(CONFIGS, "cityscapes.py") + ":ocr_w48", {"ohem.enabled": ohem,
+                                                                                  "ohem.min_kept": 5})
   task = tasks.create(config)
   rng = np.random.default_rng(8)
-  aux, main = (jnp.asarray(rng.normal(size=(2, 2, 2, 5)).astype(np.float32) * 2) for _ in range(2))
-  labels = jnp.asarray(rng.integers(0, 5, (2, 4, 4)).astype(np.int32)).at[0, 0, 0].set(255)
+  aux, main = (jnp.asarray(rng.normal(size=(2, 2, 2, 19)).astype(np.float32) * 2) for _ in range(2))
+  labels = jnp.asarray(rng.integers(0, 19, (2, 4, 4)).astype(np.int32)).at[0, 0, 0].set(255)
   batch = {"label": labels, "mask": jnp.array([1.0, 0.0])}
   loss, metrics = task.loss(ocr.OCROutputs(aux=aux, ocr=main), batch)
-  # Cross-entropy per pixel at the label's size (align_corners=True for OCR), by hand.
-  per_pixel = {name: -np.take_along_axis(np.asarray(jax.nn.log_softmax(layers.resize_bilinear(
-      x, (4, 4), True))), np.where(np.asarray(labels) == 255, 0, labels)[..., None], -1)[..., 0]
-               for name, x in (("aux", aux), ("ocr", main))}
   valid = (np.asarray(labels) != 255) & (np.array([1, 0])[:, None, None] > 0)
-  return task, (aux, main), batch, float(loss), metrics, per_pixel, valid
+  targets = np.where(valid, labels, 0)
+  weight = np.array(label_sets.LABEL_SETS["cityscapes"].class_weights)[targets] * valid
+  # Bilinear with align_corners=True (the OCR default) to the label's size, then the weighted cross-entropy.
+  log_p = {name: np.asarray(jax.nn.log_softmax(layers.resize_bilinear(x, (4, 4), True)))
+           for name, x in (("aux", aux), ("ocr", main))}
+  per_pixel = {name: -np.take_along_axis(lp, targets[..., None], -1)[..., 0] * weight for name, lp in log_p.items()}
+  return task, (aux, main), float(loss), metrics, per_pixel, valid, weight, np.exp(log_p["ocr"]), targets
 
 
 def test_ocr_loss_is_0_4_aux_plus_ocr_cross_entropy():
-  task, _, _, loss, metrics, per_pixel, valid = ocr_loss_case(ohem=False)
-  expected = 0.4 * per_pixel["aux"][valid].mean() + per_pixel["ocr"][valid].mean()
-  assert loss == pytest.approx(expected, rel=1e-5)
-  assert float(metrics["aux_loss"]) == pytest.approx(per_pixel["aux"][valid].mean(), rel=1e-5)
-  assert task.config.aux_loss_weight == 0.4
+  task, _, loss, metrics, per_pixel, _, weight, _, _ = ocr_loss_case(ohem=False)
+  mean = {name: pixels.sum() / weight.sum() for name, pixels in per_pixel.items()}  # PyTorch's weighted mean
+  assert loss == pytest.approx(0.4 * mean["aux"] + mean["ocr"], rel=1e-5)
+  assert float(metrics["aux_loss"]) == pytest.approx(mean["aux"], rel=1e-5)
+  assert task.config.aux_loss_weight == 0.4 and task.config.class_weights
 
 
 def test_ocr_loss_with_ohem_is_the_official_criterion():
   """OhemCrossEntropy with two outputs: plain cross-entropy for the auxiliary one, unreduced and averaged with the
-  rest over every pixel (ignored ones as 0), and OHEM for the OCR output."""
-  _, (_, main), batch, loss, _, per_pixel, valid = ocr_loss_case(ohem=True)
-  logits = layers.resize_bilinear(main, (4, 4), True)
-  targets = jnp.where(jnp.asarray(valid), batch["label"], 0)
-  ohem = ohem_loss(logits, targets, jnp.asarray(per_pixel["ocr"] * valid), jnp.asarray(valid), 0.9, 5)
-  assert loss == pytest.approx(0.4 * (per_pixel["aux"] * valid).mean() + float(ohem), rel=1e-5)
+  rest over every pixel (ignored ones as 0), and OHEM for the OCR output (transcribed in NumPy here)."""
+  _, _, loss, _, per_pixel, valid, _, probability, targets = ocr_loss_case(ohem=True)
+  target_probability = np.take_along_axis(probability, targets[..., None], -1)[..., 0][valid]
+  order = np.argsort(target_probability, kind="stable")
+  threshold = max(target_probability[order][min(5, target_probability.size - 1)], 0.9)
+  kept = per_pixel["ocr"][valid][order][target_probability[order] < threshold]
+  assert loss == pytest.approx(0.4 * per_pixel["aux"].mean() + kept.mean(), rel=1e-5)
 
 
 def test_ocr_evaluation_uses_the_ocr_output():
-  task, (aux, main), _, _, _, _, _ = ocr_loss_case(ohem=False)
+  task = tasks.create(config_lib.load(os.path.join(CONFIGS, "cityscapes.py") + ":ocr_w48,tiny"))
+  rng = np.random.default_rng(9)
+  aux, main = (jnp.asarray(rng.normal(size=(2, 2, 2, 5)).astype(np.float32)) for _ in range(2))
   batch = {"image": jnp.zeros((2, 8, 8, 3)), "image_size": jnp.array([[8, 8], [8, 8]])}
   scores = task.predict(lambda images: ocr.OCROutputs(aux=aux, ocr=main), batch)
   np.testing.assert_allclose(scores, task.predict(lambda images: main, batch))

@@ -11,9 +11,10 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from hrnet_jax import compilation
 from hrnet_jax import model as models
 from hrnet_jax import tasks
-from hrnet_jax.engine import config_lib, metric_writer, optim, weights
+from hrnet_jax.engine import config_lib, metric_writer, optim, sharding, trainer, weights
 from hrnet_jax.model import convert, scan_layout
 from helpers import REPO, cli_env, random_variables
 from test_engine import cli_args
@@ -135,6 +136,22 @@ def test_init_from_a_pytorch_file_with_another_class_count(data_dir, tmp_path, c
   assert loaded["params"]["head"]["classifier"]["kernel"].shape == (256, 4)  # fresh, of the model's class count
 
 
+def test_init_from_a_v2_segmentation_run_starts_the_ocr_auxiliary_head(tmp_path):
+  """A workdir's (Orbax) V2 head becomes the OCR model's ``aux_head``, as the official loader renames it."""
+  v2 = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
+  ocr = models.create_model("hrnet_tiny", task="segmentation", num_classes=3, head="ocr", ocr_mid_channels=8,
+                            ocr_key_channels=4)
+  trained = random_variables(v2)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "ckpt", {"step": np.int32(5), **trained})
+  checkpointer.wait_until_finished()
+  loaded = weights.init_from(ocr, str(tmp_path / "ckpt"), jax.tree.map(np.zeros_like, random_variables(ocr)))
+  chex.assert_trees_all_equal(loaded["params"]["head"]["aux_head_3"], trained["params"]["head"]["last_layer_3"])
+  chex.assert_trees_all_equal(loaded["batch_stats"]["head"]["aux_head_1"],
+                              trained["batch_stats"]["head"]["last_layer_1"])
+  assert float(jnp.abs(loaded["params"]["head"]["cls_head"]["kernel"]).sum()) == 0  # fresh (here: the zeros given)
+
+
 def test_init_from_an_orbax_checkpoint_of_the_other_layout(tmp_path):
   """Weights saved one entry per layer start a model that stacks its repeated layers."""
   per_layer = models.create_model("hrnet_tiny", task="segmentation", num_classes=3)
@@ -148,3 +165,22 @@ def test_init_from_an_orbax_checkpoint_of_the_other_layout(tmp_path):
   chex.assert_trees_all_equal_shapes(loaded, fresh)
   assert loaded["params"]["backbone"]["stage3_0_to_1"]["branches_0_0"]["conv1"]["kernel"].shape[0] == 2
   chex.assert_trees_all_equal({c: scan_layout.unstack(loaded[c]) for c in loaded}, trained)
+
+
+def test_dropout_draws_from_the_seed_and_the_step():
+  """The OCR head's Dropout2d in the train step: the same state and batch give the same loss (a resumed run draws
+  what it would have), the next step draws other masks (the step number enters the loss through nothing else)."""
+  config = config_lib.load(os.path.join(REPO, "configs", "cityscapes.py") + ":ocr_w48,tiny")
+  config.model.overrides.ocr_dropout = 0.5
+  task = tasks.create(config)
+  model = task.create_model()
+  schedule = optim.learning_rate_schedule(config, total_steps=10, steps_per_epoch=10)
+  tx = optim.create_optimizer(config, schedule)
+  step = trainer.make_train_step(model, task, tx, schedule, config, sharding.make_mesh(1))
+  state = compilation.run_once(lambda rng: trainer.init_train_state(model, tx, (32, 32, 3), rng), jax.random.key(0))
+  batch = {"image": jax.random.normal(jax.random.key(1), (4, 32, 32, 3)),
+           "label": jax.random.randint(jax.random.key(2), (4, 32, 32), 0, 5), "mask": jnp.ones(4)}
+  # The step donates its state: each call gets a copy.
+  losses = [float(step(jax.tree.map(jnp.copy, state.replace(step=jnp.int32(n))), batch)[1]["loss"])
+            for n in (0, 0, 1)]
+  assert losses[0] == losses[1] != losses[2], losses

@@ -49,6 +49,8 @@ def infer_head(state: Mapping[str, Any]) -> str:
   if "cls_head.weight" in state and "aux_head.3.weight" in state:
     return (f"OCR head (segmentation) with {state['cls_head.weight'].shape[0]} classes and "
             f"{state['conv3x3_ocr.0.weight'].shape[0]} OCR channels")
+  if "aux_head.3.weight" in state:  # a V2 head, renamed as the OCR model's auxiliary head
+    return f"V2 head (segmentation) with {state['aux_head.3.weight'].shape[0]} outputs, as an OCR auxiliary head"
   if "last_layer.3.weight" in state:
     return f"V2 head (segmentation/landmarks) with {state['last_layer.3.weight'].shape[0]} outputs"
   if "reduction_conv.kernel" in state or "reduction_conv.weight" in state:

@@ -120,16 +120,23 @@ def _to_numpy(value: Any) -> np.ndarray:
   return np.asarray(value)
 
 
-def _normalize_keys(state: dict[str, np.ndarray], expected: set[str]) -> tuple[dict[str, np.ndarray], list[str]]:
-  """Strips wrapper prefixes and applies known aliases; returns the state and the keys it ignored."""
+def _normalize_keys(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+  """Strips wrapper prefixes; returns the state and the keys it ignored."""
   for prefix in _WRAPPER_PREFIXES:
     if state and all(k.startswith(prefix) or _IGNORED_KEY.search(k) for k in state):
       state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-  for alias, name in _KEY_ALIASES.items():
-    if any(k.startswith(alias) for k in state) and any(k.startswith(name) for k in expected):
-      state = {name + k[len(alias):] if k.startswith(alias) else k: v for k, v in state.items()}
   ignored = sorted(k for k in state if _IGNORED_KEY.search(k))
   return {k: v for k, v in state.items() if not _IGNORED_KEY.search(k)}, ignored
+
+
+def _apply_aliases(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
+  """Renames a head the model knows under another name (``_KEY_ALIASES``), when the model has no head by the
+  checkpoint's name and has one by the other."""
+  for alias, name in _KEY_ALIASES.items():
+    if (any(k.startswith(alias) for k in state) and any(k.startswith(name) for k in expected)
+        and not any(k.startswith(alias) for k in expected)):
+      state = {name + k[len(alias):] if k.startswith(alias) else k: v for k, v in state.items()}
+  return state
 
 
 def model_variable_shapes(model: nn.Module, input_shape: tuple[int, ...] = (1, 64, 64, 3)) -> dict[str, Any]:
@@ -169,7 +176,7 @@ def convert_state_dict(model: nn.Module, source: str | os.PathLike | Mapping[str
     initialisation with ``rng``; the report says which.
   """
   layout = model_variable_shapes(model)  # traced once: the keys to expect and the layout to return
-  state, ignored = _normalize_keys(read_state_dict(source), set(_torch_shapes(layout)))
+  state, ignored = _normalize_keys(read_state_dict(source))
   return match_variables(model, layout, state, flax_layout=False, strict=strict, reinit_head=reinit_head, rng=rng,
                          fresh=fresh, ignored=ignored)
 
@@ -190,6 +197,7 @@ def match_variables(model: nn.Module, layout: Mapping[str, Any], state: Mapping[
   layout or (``flax_layout``) already in Flax's; see ``convert_state_dict`` for the other arguments. Matching and
   every message are in PyTorch keys and shapes, whichever layout the arrays are in."""
   expected = _torch_shapes(layout)
+  state = _apply_aliases(state, expected)
   shape_of = (lambda k: torch_shape(np.shape(state[k]))) if flax_layout else (lambda k: tuple(np.shape(state[k])))
   missing = sorted(k for k in expected if k not in state)
   unexpected = sorted(k for k in state if k not in expected)

@@ -35,11 +35,13 @@ class HRNet(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
   """A head a task brings beside the shared ones (segmentation's OCR): its Flax module, a ``"module:Class"``
-  reference imported on first use, and the options it adds to ``create_model`` with their defaults. The module is
-  built with ``num_outputs``, ``align_corners``, ``bn_momentum``, ``dtype``, ``param_dtype``, these options, and
-  ``conv_init`` when the caller gives one (else its own default)."""
+  reference imported on first use; the options it adds to ``create_model``, with their defaults; and the network
+  options its official code uses differently from the task's (``network_defaults``, e.g. OCR's align_corners=True).
+  The module is built with ``num_outputs``, ``align_corners``, ``bn_momentum``, ``dtype``, ``param_dtype`` and
+  these options; it initialises its layers its own way (``conv_init`` applies to the backbone)."""
   module: str
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  network_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,15 @@ def model_defaults(task: str) -> ModelDefaults:
   return _registered_tasks()[task].model
 
 
+def option_default(task: str, overrides: Mapping[str, Any], name: str) -> Any:
+  """The value ``create_model(..., task=task, **overrides)`` uses for the ``ModelDefaults`` field ``name``: the
+  override, else the chosen task head's network default, else the task's."""
+  defaults = model_defaults(task)
+  head = defaults.task_heads.get(overrides.get("head", defaults.head))
+  return overrides.get(name, head.network_defaults.get(name, getattr(defaults, name)) if head else getattr(
+      defaults, name))
+
+
 def output_count(task: str, overrides: Mapping[str, Any]) -> int | None:
   """How many outputs a model of ``task`` built with ``overrides`` has (None for tasks without an output count)."""
   defaults = model_defaults(task)
@@ -106,9 +117,11 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
                        f"{defaults.count_name or 'nothing (it has no output count)'}, not {key}")
     if key not in allowed:
       raise unknown_name(f"option for task {task!r}", key, sorted(allowed))
-  options = {"fusion_upsample": defaults.fusion_upsample, "align_corners": defaults.align_corners,
+  options = {"fusion_upsample": defaults.fusion_upsample,
+             "align_corners": option_default(task, overrides, "align_corners"),
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
-             "four_streams": False, "fixed_stage1": defaults.fixed_stage1, "bn_momentum": defaults.bn_momentum,
+             "four_streams": False, "fixed_stage1": defaults.fixed_stage1,
+             "bn_momentum": option_default(task, overrides, "bn_momentum"),
              "conv_init": "he", "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
@@ -141,11 +154,9 @@ def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[s
   if head in task_heads:
     from hrnet_jax.tasks.spec import resolve  # pylint: disable=import-outside-toplevel  (tasks import this module)
     spec = task_heads[head]
-    own_init = {"conv_init": overrides["conv_init"]} if "conv_init" in overrides else {}
     return resolve(spec.module)(
         num_outputs=count, align_corners=options["align_corners"], bn_momentum=options["bn_momentum"],
-        dtype=options["dtype"], param_dtype=options["param_dtype"], **own_init,
-        **{name: options[name] for name in spec.options})
+        dtype=options["dtype"], param_dtype=options["param_dtype"], **{name: options[name] for name in spec.options})
   if head == "classification":
     return heads.ClassificationHead(num_classes=count, head_channels=tuple(options["head_channels"]),
                                     final_channels=options["final_channels"], bn_momentum=options["bn_momentum"],

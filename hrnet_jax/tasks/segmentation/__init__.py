@@ -42,7 +42,8 @@ TASK = TaskSpec(
                         # HRNetV2 + OCR (ocr.py); its options' defaults are the official MODEL.OCR ones.
                         task_heads={"ocr": HeadSpec("hrnet_jax.tasks.segmentation.ocr:OCRHead",
                                                     {"ocr_mid_channels": 512, "ocr_key_channels": 256,
-                                                     "ocr_dropout": 0.05})}),
+                                                     "ocr_dropout": 0.05},
+                                                    network_defaults={"align_corners": True, "bn_momentum": 0.1})}),
     task="hrnet_jax.tasks.segmentation.task:SegmentationTask",
     config={"class_weights": False,  # the label set's official cross-entropy weights (Cityscapes)
             "ohem": {"enabled": False, "threshold": 0.9, "min_kept": 131072},

@@ -33,9 +33,9 @@ def segmentation_config(*, model: str, dataset: str, labels: str, crop: tuple[in
 
 def use_ocr(config: ml_collections.ConfigDict, head_lr_multiplier: float = 1.0) -> ml_collections.ConfigDict:
   """``config`` with HRNetV2 + OCR as the official ``HRNet-OCR`` branch builds and trains it: the OCR head (widths
-  512/256), bilinear upsampling with align_corners=True, BatchNorm momentum 0.1, the loss 0.4 x CE(auxiliary) +
+  512/256; its network defaults: align_corners=True, BatchNorm momentum 0.1), the loss 0.4 x CE(auxiliary) +
   CE(OCR) (``aux_loss_weight``), and (PASCAL-Context) the head's learning rate x ``head_lr_multiplier``."""
-  config.model.overrides.update(head="ocr", align_corners=True, bn_momentum=0.1)
+  config.model.overrides.update(head="ocr")
   config.aux_loss_weight = 0.4
   config.optimizer.head_lr_multiplier = head_lr_multiplier
   return config
@@ -47,9 +47,9 @@ def tiny_segmentation(config: ml_collections.ConfigDict) -> ml_collections.Confi
   head = config.model.overrides.get("head")
   config.model.name = "hrnet_tiny"
   config.model.overrides = {"num_classes": LABEL_SETS["synthetic_shapes"].num_classes}
+  config.optimizer.head_lr_multiplier = 1.0  # the tiny learning rate is for the whole network
   if head == "ocr":
-    config.model.overrides.update(head="ocr", align_corners=True, bn_momentum=0.1, ocr_mid_channels=32,
-                                  ocr_key_channels=16)
+    config.model.overrides.update(head="ocr", ocr_mid_channels=32, ocr_key_channels=16)
   config.data.update(name="synthetic_shapes", train_split="train", eval_split="validation", labels="synthetic_shapes",
                      crop_size=(48, 48), base_size=64, eval_image_size=(), eval_canvas=(64, 64), label_canvas=(),
                      variable_size=False, resize_to_crop_first=False, ignore_background=False)

@@ -85,13 +85,13 @@ class OCRHead(nn.Module):
   ocr_dropout: float = 0.05
   align_corners: bool = True
   bn_momentum: float = 0.1
-  conv_init: str = "pytorch"  # the official init_weights leaves the OCR head at PyTorch's default
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> OCROutputs:
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
+    # The official init_weights leaves the OCR head at PyTorch's default init (conv biases here start at 0).
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, "pytorch")
     features = heads.quarter_resolution(branches, "v2", 0, self.align_corners)
     width = features.shape[-1]
 

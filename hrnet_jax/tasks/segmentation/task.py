@@ -29,8 +29,7 @@ class SegmentationTask(Task):
 
   @property
   def align_corners(self) -> bool:
-    default = factory.model_defaults(self.name).align_corners
-    return bool(self.config.model.overrides.get("align_corners", default))
+    return bool(factory.option_default(self.name, self.config.model.overrides, "align_corners"))
 
   def check_dataset(self, class_names: list[str] | None) -> None:
     del class_names  # labels are images; their classes are the label set's
