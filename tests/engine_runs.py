@@ -65,7 +65,7 @@ def finish(proc):
   return output
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test worker: the engine, pod and options tests compare with it or start from it
 def one_device_run(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("one"))
   finish(run_float64(workdir, data_dir, devices=1))

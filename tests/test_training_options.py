@@ -17,7 +17,7 @@ from hrnet_jax import tasks
 from hrnet_jax.engine import config_lib, metric_writer, optim, sharding, trainer, weights
 from hrnet_jax.model import convert, scan_layout
 from helpers import REPO, cli_env, random_variables
-from test_engine import cli_args
+from engine_runs import cli_args, one_device_run  # noqa: F401  (a fixture)
 
 
 def schedule_config(**schedule):
@@ -101,14 +101,10 @@ def train(workdir, data_dir, devices=1, **overrides):
   return result.stderr
 
 
-def test_engine_options_train_and_init_from(data_dir, tmp_path):
-  first = str(tmp_path / "first")
-  train(first, data_dir)
-  assert os.path.isdir(os.path.join(first, "best"))
-
-  # Every option at once, starting from the first run's weights.
+def test_engine_options_train_and_init_from(data_dir, tmp_path, one_device_run):
+  # Every option at once, starting from another run's (float64) weights.
   log = train(str(tmp_path / "second"), data_dir, devices=2, num_devices=2, per_device_bn=True,
-              accumulation_steps=2, ema_decay=0.9, init_from=first,
+              accumulation_steps=2, ema_decay=0.9, init_from=one_device_run,
               **{"model.dtype": "bfloat16", "optimizer.name": "adamw", "optimizer.learning_rate": 1e-3,
                  "optimizer.weight_decay": 0.05, "optimizer.grad_clip_norm": 1.0, "schedule.name": "poly",
                  "schedule.warmup_epochs": 0.01})
@@ -116,6 +112,7 @@ def test_engine_options_train_and_init_from(data_dir, tmp_path):
   rows = metric_writer.read_metrics(str(tmp_path / "second"))
   assert [row["eval/count"] for row in rows if "eval/count" in row] == [200]  # SHORT_RUN evaluates 200 images
   assert all(np.isfinite(row["train/loss"]) for row in rows if "train/loss" in row)
+  assert os.path.isdir(os.path.join(tmp_path, "second", "best"))  # best_metric: eval/top1
 
 
 
