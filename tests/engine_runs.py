@@ -65,7 +65,8 @@ def finish(proc):
   return output
 
 
-@pytest.fixture(scope="session")  # once per test worker: the engine, pod and options tests compare with it or start from it
+# Once per test worker: the engine, pod and options tests compare with it or start from it.
+@pytest.fixture(scope="session")
 def one_device_run(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("one"))
   finish(run_float64(workdir, data_dir, devices=1))

@@ -1,6 +1,7 @@
 """What pods and clusters need, for real on the CPU (issue #17): a run on remote storage killed and resumed, a
 preemption notice to one of two processes whose rerun matches one process, and the launchers that are recognised."""
 
+import json
 import os
 import re
 import signal
@@ -126,6 +127,38 @@ def test_pytorch_layout_weights_on_remote_storage_are_read_through_a_local_copy(
       fake_gcs_endpoint)}, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.split()[-1] == "15.0" and os.listdir(tmp_path) == []
+
+
+def test_predict_reads_images_from_remote_storage_and_logs_its_progress(data_dir, tmp_path, fake_gcs_endpoint):
+  """``predict`` on two images in a bucket (``gs://``), with weights from a local file: both classified, the
+  progress logged, nothing left in the folder it runs in but what it was asked to write. (The images go up in a
+  subprocess too: gcsfs in this process would first spend minutes probing the server over gRPC.)"""
+  from hrnet_jax import tasks  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
+  from hrnet_jax.model import convert  # pylint: disable=import-outside-toplevel
+  from helpers import REPO, random_variables  # pylint: disable=import-outside-toplevel
+  demo = os.path.join(REPO, "configs", "demo.py")
+  np.savez(tmp_path / "weights.npz", **convert.to_state_dict(random_variables(
+      tasks.create(config_lib.load(demo)).create_model())))
+  images = [f"gs://{fake_gcs.BUCKET}/images/image{k}.png" for k in range(2)]
+  env = {**os.environ, **fake_gcs.environment(fake_gcs_endpoint)}
+  upload = ("import io, sys; from etils import epath; from PIL import Image\n"
+            "for k, target in enumerate(sys.argv[1:]):\n"
+            "  data = io.BytesIO(); Image.new('RGB', (64, 64), (60 * k, 90, 120)).save(data, 'PNG')\n"
+            "  path = epath.Path(target); path.parent.mkdir(parents=True, exist_ok=True)\n"
+            "  path.write_bytes(data.getvalue())")
+  subprocess.run([sys.executable, "-c", upload, *images], env=env, check=True, timeout=300)
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  result = subprocess.run(
+      [sys.executable, "-m", "hrnet_jax.predict", f"--config={demo}", f"--checkpoint={tmp_path / 'weights.npz'}",
+       f"--config.data.data_dir={data_dir}", "--output_dir=out", *images],
+      env=env, cwd=str(cwd), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "reading images: 2/2 (100%)" in result.stderr
+  predictions = json.loads((cwd / "out" / "predictions.json").read_text())["predictions"]
+  assert [p["image"] for p in predictions] == images
+  assert os.listdir(cwd) == ["out"]
 
 
 @pytest.mark.parametrize("environ, cluster", [

@@ -524,15 +524,18 @@ def test_multi_scale_flip_sliding_evaluation_from_the_command_line(trained_segme
   assert metrics["miou"] > final["miou"] - 10, (metrics["miou"], final["miou"])
 
 
-def test_predict_writes_label_colour_and_overlay_pngs(trained_segmentation_run, tmp_path):
+def test_predict_writes_label_colour_and_overlay_pngs(trained_segmentation_run, tmp_path, caplog):
   from hrnet_jax.data import synthetic
   from hrnet_jax.tasks.segmentation.predict import label_maps
   config, workdir, _ = trained_segmentation_run
   example = synthetic.render_example(np.random.default_rng(7))
   Image.fromarray(np.asarray(Image.fromarray(example["image"]).resize((90, 70)))).save(tmp_path / "shape.png")
   (tmp_path / "broken.png").write_bytes(b"not an image")
-  results, errors = label_maps(config, workdir, [str(tmp_path / "shape.png"), str(tmp_path / "broken.png")],
-                               str(tmp_path / "out"))
+  with caplog.at_level("INFO"):
+    results, errors = label_maps(config, workdir, [str(tmp_path / "shape.png"), str(tmp_path / "broken.png")],
+                                 str(tmp_path / "out"))
+  assert re.search(r"segmenting images: 1/2 \(50%\) \| \S+ elapsed \| ETA \S+", caplog.text)
+  assert "segmenting images: 2/2 (100%)" in caplog.text
   assert list(errors) == [str(tmp_path / "broken.png")] and len(results) == 1
   labels = np.asarray(Image.open(results[0]["outputs"]["labels"]))
   assert labels.shape == (70, 90) and labels.max() < 5

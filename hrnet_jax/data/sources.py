@@ -76,9 +76,9 @@ def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: 
 
 def _open_image_folder(split: str, data_dir: str | None) -> tuple[image_folder.ImageFolderSource, list[str]]:
   layout = "DATA_DIR/<split>/<class name>/<image files>"
-  if not data_dir or not os.path.isdir(data_dir):
+  if not data_dir or not files.path(data_dir).is_dir():
     raise DatasetNotFoundError(f"image_folder needs data.data_dir, a folder laid out as {layout}; got {data_dir}")
-  if not os.path.isdir(os.path.join(data_dir, split)):
+  if not (files.path(data_dir) / split).is_dir():
     splits = image_folder.subdirectories(data_dir)
     raise DatasetNotFoundError(f"{data_dir} has no split folder {split!r} (it has {splits}); expected {layout}")
   source = image_folder.ImageFolderSource(data_dir, split)

@@ -14,7 +14,7 @@ import math
 import os
 import socket
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence, TypeVar
 
 from absl import logging
 from PIL import Image
@@ -205,6 +205,24 @@ def time_shares(times: dict[str, float]) -> str:
   total = sum(times.values()) or 1.0
   return " ".join(f"{key.removeprefix('time/').removesuffix('_seconds').replace('train_', '')} "
                   f"{100 * seconds / total:.0f}%" for key, seconds in times.items())
+
+
+Item = TypeVar("Item")
+
+
+def progress(items: Sequence[Item], what: str, every_seconds: float = 10.0) -> Iterator[Item]:
+  """Yields ``items``, logging ``<what>: i/N (p%) | elapsed | ETA`` once each item is done: after the first, then
+  every ``every_seconds``, and after the last (a long ``predict``)."""
+  start = last = time.perf_counter()
+  total = len(items)
+  for done, item in enumerate(items, 1):
+    yield item
+    now = time.perf_counter()
+    if done in (1, total) or now - last >= every_seconds:
+      elapsed = now - start
+      logging.info("%s: %d/%d (%.0f%%) | %s elapsed | ETA %s", what, done, total, 100 * done / total,
+                   format_duration(elapsed), format_duration(elapsed / done * (total - done)))
+      last = now
 
 
 class EvalProgress:

@@ -7,6 +7,7 @@ numeric file name, else the image's position among the paths.
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -17,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from hrnet_jax import tasks
+from hrnet_jax import files, tasks
 from hrnet_jax.data.image_ops import reporting_failures
-from hrnet_jax.engine import weights
+from hrnet_jax.engine import metric_writer, weights
 from hrnet_jax.heatmaps.draw import draw_keypoints
 from hrnet_jax.tasks.spec import Prediction, PredictOptions
 
@@ -37,11 +38,10 @@ def keypoints_in_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths
   task, model, variables = weights.load_for_inference(config, checkpoint)
   _, eval_fn = tasks.recipes()[config.data.preprocess].build(config.data)
   boxes = boxes or {}
-  crops, owners, image_ids, image_boxes, errors = [], [], [], [], {}
-  for position, path in enumerate(paths):
+  crops, owners, image_ids, image_boxes, errors, encoded_images = [], [], [], [], {}, {}
+  for position, path in enumerate(metric_writer.progress(paths, "reading images")):
     with reporting_failures(path, errors):
-      with open(path, "rb") as f:
-        encoded = f.read()
+      encoded = encoded_images[path] = files.path(path).read_bytes()
       height, width = tf.io.decode_image(encoded, channels=3, expand_animations=False).shape[:2]
       for box in boxes.get(path, boxes.get(os.path.basename(path), [[0, 0, width, height]])):
         crops.append(eval_fn(task.box_example(encoded, box, _image_id(path, position))))
@@ -66,7 +66,7 @@ def keypoints_in_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths
     os.makedirs(output_dir, exist_ok=True)
     for path in dict.fromkeys(owners):
       mine = [i for i, owner in enumerate(owners) if owner == path]
-      with Image.open(path) as image:
+      with Image.open(io.BytesIO(encoded_images[path])) as image:
         drawn = draw_keypoints(image, points[mine], task.spec, min_confidence=0.2,
                                boxes=[image_boxes[i] for i in mine])
       drawn.save(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hrnet_jax import cli, tasks
+from hrnet_jax import cli, files, tasks
 from hrnet_jax.data import sources
 from hrnet_jax.data.image_ops import reporting_failures
-from hrnet_jax.engine import weights
+from hrnet_jax.engine import metric_writer, weights
 from hrnet_jax.tasks.spec import Prediction, PredictOptions
 
 
@@ -37,10 +37,9 @@ def preprocess_images(config: ml_collections.ConfigDict, paths: list[str]) -> tu
   """The eval-preprocessed images that could be read and decoded, and an error message for each other path."""
   _, eval_fn = tasks.recipes()[config.data.preprocess].build(config.data)
   images, errors = {}, {}
-  for path in paths:
+  for path in metric_writer.progress(paths, "reading images"):
     with reporting_failures(path, errors):
-      with open(path, "rb") as f:
-        example = {"image": tf.constant(f.read()), "label": tf.constant(0, tf.int64)}
+      example = {"image": tf.constant(files.path(path).read_bytes()), "label": tf.constant(0, tf.int64)}
       images[path] = eval_fn(example)["image"].numpy()
   return images, errors
 

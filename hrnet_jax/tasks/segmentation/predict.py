@@ -8,6 +8,7 @@ colours over the image) and, for Cityscapes, ``<name>_labelIds.png`` (the offici
 from __future__ import annotations
 
 import functools
+import io
 import os
 from typing import Any
 
@@ -19,9 +20,9 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from hrnet_jax import tasks
+from hrnet_jax import files, tasks
 from hrnet_jax.data.image_ops import reporting_failures
-from hrnet_jax.engine import weights
+from hrnet_jax.engine import metric_writer, weights
 from hrnet_jax.tasks.segmentation.draw import colorize, overlay
 from hrnet_jax.tasks.spec import Prediction, PredictOptions
 
@@ -45,11 +46,10 @@ def label_maps(config: ml_collections.ConfigDict, checkpoint: str, paths: list[s
 
   os.makedirs(output_dir, exist_ok=True)
   results, errors = [], {}
-  for path in paths:
+  for path in metric_writer.progress(paths, "segmenting images"):
     with reporting_failures(path, errors):
-      with open(path, "rb") as f:
-        encoded = f.read()
-      with Image.open(path) as image:
+      encoded = files.path(path).read_bytes()
+      with Image.open(io.BytesIO(encoded)) as image:
         width, height = image.size
       config.data.eval_canvas = tuple(config.data.eval_image_size or (height, width))
       example = recipe.build(config.data)[1]({"image": tf.constant(encoded)})
@@ -63,7 +63,7 @@ def label_maps(config: ml_collections.ConfigDict, checkpoint: str, paths: list[s
     written = {"labels": f"{stem}_labels.png", "color": f"{stem}_color.png", "overlay": f"{stem}_overlay.png"}
     Image.fromarray(labels, "L").save(written["labels"])
     colorize(labels, label_set.palette).save(written["color"])
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(encoded)) as image:
       overlay(image, labels, label_set.palette).save(written["overlay"])
     if label_set.train_to_label_id is not None:
       written["label_ids"] = f"{stem}_labelIds.png"
