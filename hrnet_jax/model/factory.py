@@ -108,7 +108,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
   """
   spec = resolve_spec(name)
   defaults = model_defaults(task)
-  head_options = {k: v for spec in defaults.task_heads.values() for k, v in spec.options.items()}
+  head_options = {k: v for head_spec in defaults.task_heads.values() for k, v in head_spec.options.items()}
   allowed = set(BACKBONE_OPTIONS) | set(HEAD_OPTIONS) | set(head_options) | ({defaults.count_name} - {None})
   count_names = {t.model.count_name for t in _registered_tasks().values()} - {None}
   for key in overrides:
@@ -117,6 +117,11 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
                        f"{defaults.count_name or 'nothing (it has no output count)'}, not {key}")
     if key not in allowed:
       raise unknown_name(f"option for task {task!r}", key, sorted(allowed))
+  head = overrides.get("head", defaults.head)
+  for name, head_spec in defaults.task_heads.items():
+    stray = sorted(set(head_spec.options) & set(overrides)) if head != name else []
+    if stray:
+      raise ValueError(f"{', '.join(stray)} only apply to head={name!r}; this model's head is {head!r}")
   options = {"fusion_upsample": defaults.fusion_upsample,
              "align_corners": option_default(task, overrides, "align_corners"),
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
@@ -138,19 +143,14 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
       conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"],
       param_dtype=options["param_dtype"])
-  return HRNet(backbone=backbone, head=_make_head(options, count, defaults.task_heads, overrides))
+  return HRNet(backbone=backbone, head=_make_head(options, count, defaults.task_heads))
 
 
-def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[str, HeadSpec],
-               overrides: Mapping[str, Any]) -> nn.Module | None:
+def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[str, HeadSpec]) -> nn.Module | None:
   head = options["head"]
   common = {"dtype": options["dtype"], "param_dtype": options["param_dtype"], "conv_init": options["conv_init"]}
   if head is None:
     return None
-  for name, spec in task_heads.items():
-    stray = sorted(set(spec.options) & set(overrides)) if head != name else []
-    if stray:
-      raise ValueError(f"{', '.join(stray)} only apply to head={name!r}; this model's head is {head!r}")
   if head in task_heads:
     from hrnet_jax.tasks.spec import resolve  # pylint: disable=import-outside-toplevel  (tasks import this module)
     spec = task_heads[head]

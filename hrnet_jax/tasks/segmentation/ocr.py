@@ -79,12 +79,13 @@ class OCRHead(nn.Module):
   The intermediate representations are sown into the ``intermediates`` collection (``ocr_input``: the
   ``conv3x3_ocr`` output; ``ocr_features``: the ``ocr_distri_head`` output) for comparison with the official code.
   """
+  # Built by ``create_model``, which passes every field: the defaults are the segmentation task's ``HeadSpec``.
   num_outputs: int
-  ocr_mid_channels: int = 512
-  ocr_key_channels: int = 256
-  ocr_dropout: float = 0.05
-  align_corners: bool = True
-  bn_momentum: float = 0.1
+  ocr_mid_channels: int
+  ocr_key_channels: int
+  ocr_dropout: float
+  align_corners: bool
+  bn_momentum: float
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
