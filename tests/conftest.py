@@ -14,6 +14,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # made by the first process (
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hrnet_jax_xla_cache_")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# gcsfs reads this when it is imported: by default it probes every bucket's type over gRPC (with TLS, which the
+# plain-HTTP GCS emulator of the pod tests cannot answer), so it is set before any test module imports gcsfs.
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 import pytest  # noqa: E402  (after XLA_FLAGS on purpose)
 

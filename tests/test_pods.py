@@ -1,6 +1,7 @@
 """What pods and clusters need, for real on the CPU (issue #17): a run on remote storage killed and resumed, a
 preemption notice to one of two processes whose rerun matches one process, and the launchers that are recognised."""
 
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import chex
 import gcsfs
 import numpy as np
 import pytest
+from PIL import Image
 
 import fake_gcs
 from engine_runs import (SHORT_RUN, assert_same_run, eval_count, final_state, finish,  # noqa: F401  (a fixture)
@@ -74,18 +76,18 @@ def fake_gcs_endpoint():
     yield endpoint
 
 
-# Opt-in (``pytest -m slow``) until the cause is found: in one clean-clone CI run (2026-12-06) the resumed run
-# aborted (SIGABRT) after gRPC's "epoll_wait error: Bad file descriptor", and the test took 481 s; it passed twice
-# on the development machine. No other test covers training on remote storage.
-@pytest.mark.slow
+@pytest.fixture
+def bucket(fake_gcs_endpoint):
+  """The test's own client of the GCS server (the ``gs://`` paths of the runs are ``BUCKET/...`` here)."""
+  return gcsfs.GCSFileSystem(endpoint_url=fake_gcs_endpoint, token="anon", use_listings_cache=False,
+                             skip_instance_cache=True)
+
+
 def test_a_run_on_remote_storage_is_killed_resumes_and_ends_bit_exact(data_dir, tmp_path, one_device_run,
-                                                                       fake_gcs_endpoint, monkeypatch):
+                                                                       fake_gcs_endpoint, bucket):
   """The demo run with its workdir and ``init_from`` on a GCS server (``gs://``), SIGKILLed after its first
   checkpoint and run again: it resumes from the bucket and ends as the same run on a local disk, bit for bit; the
   folder it runs in stays empty. (The dataset stays local: see ``fake_gcs``.)"""
-  monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # no gRPC bucket-type probes from this process
-  bucket = gcsfs.GCSFileSystem(endpoint_url=fake_gcs_endpoint, token="anon", use_listings_cache=False,
-                               skip_instance_cache=True)
   bucket.put(os.path.join(one_device_run, "checkpoints"), f"{fake_gcs.BUCKET}/init", recursive=True)
   remote, local = f"gs://{fake_gcs.BUCKET}/run", str(tmp_path / "local")
   cwd = tmp_path / "cwd"
@@ -129,10 +131,10 @@ def test_pytorch_layout_weights_on_remote_storage_are_read_through_a_local_copy(
   assert result.stdout.split()[-1] == "15.0" and os.listdir(tmp_path) == []
 
 
-def test_predict_reads_images_from_remote_storage_and_logs_its_progress(data_dir, tmp_path, fake_gcs_endpoint):
+def test_predict_reads_images_from_remote_storage_and_logs_its_progress(data_dir, tmp_path, fake_gcs_endpoint,
+                                                                          bucket):
   """``predict`` on two images in a bucket (``gs://``), with weights from a local file: both classified, the
-  progress logged, nothing left in the folder it runs in but what it was asked to write. (The images go up in a
-  subprocess too: gcsfs in this process would first spend minutes probing the server over gRPC.)"""
+  progress logged, nothing left in the folder it runs in but what it was asked to write."""
   from hrnet_jax import tasks  # pylint: disable=import-outside-toplevel
   from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   from hrnet_jax.model import convert  # pylint: disable=import-outside-toplevel
@@ -141,13 +143,11 @@ def test_predict_reads_images_from_remote_storage_and_logs_its_progress(data_dir
   np.savez(tmp_path / "weights.npz", **convert.to_state_dict(random_variables(
       tasks.create(config_lib.load(demo)).create_model())))
   images = [f"gs://{fake_gcs.BUCKET}/images/image{k}.png" for k in range(2)]
+  for k, image in enumerate(images):
+    data = io.BytesIO()
+    Image.new("RGB", (64, 64), (60 * k, 90, 120)).save(data, "PNG")
+    bucket.pipe(image.removeprefix("gs://"), data.getvalue())
   env = {**os.environ, **fake_gcs.environment(fake_gcs_endpoint)}
-  upload = ("import io, sys; from etils import epath; from PIL import Image\n"
-            "for k, target in enumerate(sys.argv[1:]):\n"
-            "  data = io.BytesIO(); Image.new('RGB', (64, 64), (60 * k, 90, 120)).save(data, 'PNG')\n"
-            "  path = epath.Path(target); path.parent.mkdir(parents=True, exist_ok=True)\n"
-            "  path.write_bytes(data.getvalue())")
-  subprocess.run([sys.executable, "-c", upload, *images], env=env, check=True, timeout=300)
   cwd = tmp_path / "cwd"
   cwd.mkdir()
   result = subprocess.run(
