@@ -7,23 +7,14 @@ suppressed by OKS-NMS at 0.9 (with the padded box's area), and AP/AR come from `
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any, Sequence
 
 import numpy as np
-from absl import logging
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+from hrnet_jax import coco_api
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75", "AR_medium", "AR_large")
-
-
-@contextlib.contextmanager
-def quiet():
-  """Keeps pycocotools' prints (index building, timings) out of stdout."""
-  with contextlib.redirect_stdout(io.StringIO()):
-    yield
 
 
 def rescore(keypoints: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -76,31 +67,14 @@ def ground_truth(image_ids: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray
   annotations = [{"id": i + 1, "image_id": int(image_id), "category_id": 1, "iscrowd": 0,
                   "keypoints": keypoints[i].reshape(-1).tolist(), "num_keypoints": int((keypoints[i, :, 2] > 0).sum()),
                   "bbox": boxes[i].tolist(), "area": float(areas[i])} for i, image_id in enumerate(image_ids)]
-  return coco_index({"images": [{"id": int(i)} for i in np.unique(image_ids)], "annotations": annotations,
-                     "categories": [{"id": 1, "name": "person", "keypoints": list(names)}]})
-
-
-def coco_index(dataset: dict[str, Any]) -> COCO:
-  """pycocotools' ``COCO`` of an annotation file's content (read through ``files``, so from any file system)."""
-  gt = COCO()
-  gt.dataset = dataset
-  with quiet():
-    gt.createIndex()
-  return gt
+  return coco_api.coco_index({"images": [{"id": int(i)} for i in np.unique(image_ids)],
+                              "annotations": annotations,
+                              "categories": [{"id": 1, "name": "person", "keypoints": list(names)}]})
 
 
 def evaluate(gt: COCO, results: list[dict[str, Any]], sigmas: Sequence[float]) -> dict[str, float]:
   """``COCOeval(gt, results, 'keypoints')`` stats by name (AP ... AR_large), in [0, 1]; its summary is logged."""
   if not results:
     return {name: 0.0 for name in STAT_NAMES}
-  output = io.StringIO()
-  with contextlib.redirect_stdout(output):
-    detections = gt.loadRes(results)
-    evaluator = COCOeval(gt, detections, "keypoints")
-    evaluator.params.useSegm = None
-    evaluator.params.kpt_oks_sigmas = np.asarray(sigmas)
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-  logging.info("COCOeval:\n%s", output.getvalue().rstrip())
-  return {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+  stats = coco_api.cocoeval_stats(gt, results, "keypoints", useSegm=None, kpt_oks_sigmas=np.asarray(sigmas))
+  return {name: float(value) for name, value in zip(STAT_NAMES, stats)}

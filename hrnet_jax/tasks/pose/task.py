@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 from pycocotools.coco import COCO
 
-from hrnet_jax import files
+from hrnet_jax import coco_api
 from hrnet_jax.heatmaps import codec
 from hrnet_jax.heatmaps.task import HeatmapTask
 from hrnet_jax.tasks.base import Batch
@@ -66,7 +66,7 @@ class PoseTask(HeatmapTask):
   def ground_truth(self, examples: dict[str, np.ndarray]) -> COCO:
     annotation_file = self.config.data.annotation_file
     if annotation_file:
-      return coco_eval.coco_index(files.read_json(annotation_file, "data.annotation_file"))
+      return coco_api.read(annotation_file, "data.annotation_file")
     if self.uses_detector_boxes:
       raise ValueError("evaluating detector boxes needs the ground truth: set data.annotation_file")
     return coco_eval.ground_truth(examples["image_id"], examples["gt_keypoints"], examples["gt_bbox"],

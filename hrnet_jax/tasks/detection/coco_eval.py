@@ -1,0 +1,73 @@
+"""COCO box and mask AP through pycocotools, fed one batch at a time.
+
+A detector's batch (boxes in the original image's pixels, scores, contiguous labels, optional binary masks) becomes
+COCO result entries on the host as it arrives, with the dataset's own ``category_id`` and ``[x, y, w, h]`` boxes;
+masks are RLE-encoded at once. Only those entries are kept, so memory grows with the detections (at most
+``max_detections`` per image), not with the images or the masks. ``COCOeval`` then scores them against the
+official annotation file, as MMDetection's ``CocoMetric`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from hrnet_jax import coco_api
+
+# COCOeval's ``stats`` for "bbox" and "segm", in its order.
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
+              "AR_medium", "AR_large")
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+  return np.concatenate([boxes[..., :2], boxes[..., 2:] - boxes[..., :2]], -1)
+
+
+def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
+  """Binary masks [N, H, W] -> COCO run-length encodings (``counts`` as text, so they go into JSON)."""
+  encoded = mask_utils.encode(np.asfortranarray(np.moveaxis(masks.astype(np.uint8), 0, -1)))
+  return [{"size": rle["size"], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+class DetectionEvaluator:
+  """Collects a detector's predictions batch by batch and scores them with ``COCOeval``.
+
+  ``category_ids[label]`` is the dataset's ``category_id`` of the contiguous label (COCO's 80 classes have ids
+  1..90 with gaps).
+  """
+
+  def __init__(self, ground_truth: COCO, category_ids: Sequence[int]):
+    self.ground_truth = ground_truth
+    self.category_ids = np.asarray(category_ids)
+    self.results: list[dict[str, Any]] = []
+
+  def add(self, image_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+          valid: np.ndarray, masks: np.ndarray | None = None) -> None:
+    """One batch: ``image_ids`` [B]; ``boxes`` [B, K, 4] (xyxy, original pixels), ``scores``, ``labels`` and
+    ``valid`` [B, K] (the padded detector outputs); ``masks`` [B, K, H, W] binary, in the original image size
+    (which may differ per image: then a list of [K, H_i, W_i])."""
+    for b, image_id in enumerate(np.asarray(image_ids)):
+      keep = np.flatnonzero(np.asarray(valid[b]))
+      xywh = xyxy_to_xywh(np.asarray(boxes[b], np.float64)[keep])
+      entries = [{"image_id": int(image_id), "category_id": int(self.category_ids[labels[b][k]]),
+                  "bbox": [float(v) for v in box], "score": float(scores[b][k])}
+                 for k, box in zip(keep, xywh)]
+      if masks is not None and len(keep):
+        for entry, rle in zip(entries, encode_masks(np.asarray(masks[b])[keep])):
+          entry["segmentation"] = rle
+      self.results += entries
+
+  def evaluate(self, iou_types: Sequence[str] = ("bbox",)) -> dict[str, float]:
+    """``{"bbox/AP": ..., "segm/AP50": ...}`` in [0, 1] for each of ``iou_types``; each summary is logged."""
+    return {f"{iou_type}/{name}": value for iou_type in iou_types
+            for name, value in evaluate(self.ground_truth, self.results, iou_type).items()}
+
+
+def evaluate(ground_truth: COCO, results: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
+  """``COCOeval(ground_truth, results, iou_type)``'s stats by name (0 for every stat when nothing was detected)."""
+  if not results:
+    return {name: 0.0 for name in STAT_NAMES}
+  return dict(zip(STAT_NAMES, map(float, coco_api.cocoeval_stats(ground_truth, results, iou_type))))
