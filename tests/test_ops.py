@@ -220,7 +220,8 @@ def test_box_ops_nms_and_roi_align_equal_torchvision():
                                            threshold).tolist()
     assert kept(*ops.batched_nms(boxes, scores, classes, threshold, 80)) == expected
   features = rng.normal(size=(12, 16, 3)).astype(np.float32)
-  rois = np.concatenate([random_boxes(rng, 6, extent=60), [[-10, -6, 20, 18], [22.3, 17.9, 23.1, 18.4]]])
+  rois = np.concatenate([random_boxes(rng, 6, extent=60), [[-10, -6, 20, 18], [22.3, 17.9, 23.1, 18.4]]]).astype(
+      np.float32)
   for aligned in (True, False):
     expected = torchvision.ops.roi_align(torch.tensor(features).permute(2, 0, 1)[None], [torch.tensor(rois)],
                                          (7, 7), 0.25, 2, aligned).permute(0, 2, 3, 1).numpy()
