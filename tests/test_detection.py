@@ -3,13 +3,17 @@
 import collections
 import json
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
 from hrnet_jax import coco_api
-from hrnet_jax.tasks.detection import coco_eval
+from hrnet_jax.tasks.detection import coco_eval, fcos
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +84,107 @@ def test_an_empty_set_of_detections_scores_0(coco_fixture):
   evaluator.add(np.array([785]), np.zeros((1, 5, 4)), np.zeros((1, 5)), np.zeros((1, 5), int),
                 np.zeros((1, 5), bool))
   assert evaluator.evaluate()["bbox/AP"] == 0.0
+
+
+# FCOS target assignment on a 128 x 128 image: three levels (strides 8, 16, 32; locations at 4 + 8k, 8 + 16k,
+# 16 + 32k) with regression ranges (-1, 32], [32, 64], [64, inf): the official rule, case by case.
+STRIDES = (8, 16, 32)
+RANGES = ((-1.0, 32.0), (32.0, 64.0), (64.0, fcos.INF))
+POINTS = fcos.level_points([(16, 16), (8, 8), (4, 4)], STRIDES)
+
+
+def assignment(boxes, labels, valid=None, **options):
+  boxes = np.asarray(boxes, np.float32)
+  valid = np.ones(len(boxes), bool) if valid is None else np.asarray(valid)
+  targets = fcos.fcos_targets(POINTS, STRIDES, RANGES, jnp.asarray(boxes), jnp.asarray(labels), jnp.asarray(valid),
+                              num_classes=5, **options)
+  starts = np.cumsum([0] + [len(p) for p in POINTS])
+
+  def at(level, x, y):
+    """(label, distances) of the location (x, y) of ``level``."""
+    index = starts[level] + int(np.flatnonzero((POINTS[level] == (x, y)).all(-1))[0])
+    return int(targets.labels[index]), np.asarray(targets.distances[index]).tolist()
+  return at
+
+
+def test_fcos_assignment_follows_the_official_rule_case_by_case():
+  small, wider, large = [8, 8, 40, 40], [4, 4, 44, 44], [0, 0, 100, 100]
+  at = assignment([small, wider, large], [1, 2, 3])
+  # Inside all three; small (reach 28) and wider (32: a range's end counts) fit level 0; the smaller wins.
+  assert at(0, 12, 12) == (1, [4, 4, 28, 28])
+  assert assignment([wider], [2])(0, 12, 12) == (2, [8, 8, 32, 32])  # alone, wider has it
+  assert at(0, 36, 12) == (1, [28, 4, 4, 28])
+  assert at(0, 44, 12)[0] == 5  # on wider's right edge (distance 0 is outside); large's reach 88 is not level 0's
+  assert at(1, 56, 56) == (3, [56, 56, 44, 44])  # only large contains it; 56 is in level 1's range
+  assert at(2, 48, 48)[0] == 5  # large's reach there is 52: below level 2's range
+  assert at(2, 80, 80) == (3, [80, 80, 20, 20])  # reach 80: level 2's
+  assert at(1, 88, 88)[0] == 5  # reach 88: above level 1's range
+  assert at(2, 16, 16) == (3, [16, 16, 84, 84])
+  # The same boxes, ``large`` as padding: nothing is assigned to it.
+  assert assignment([small, wider, large], [1, 2, 3], valid=[True, True, False])(2, 16, 16)[0] == 5
+  # Equal areas: the first box wins.
+  twin = assignment([[0, 0, 24, 24], [8, 8, 32, 32]], [4, 0])
+  assert twin(0, 12, 12) == (4, [12, 12, 12, 12]) and twin(0, 28, 28)[0] == 0
+
+
+def test_fcos_center_sampling_keeps_only_the_central_square():
+  box = [20, 20, 60, 60]  # centre (40, 40); at level 0 the square reaches 1.5 x 8 = 12 pixels: [28, 52]
+  plain, central = assignment([box], [2]), assignment([box], [2], center_sampling=True)
+  assert plain(0, 28, 28) == (2, [8, 8, 32, 32]) and central(0, 28, 28)[0] == 5  # on the square's edge
+  assert plain(0, 36, 36) == central(0, 36, 36) == (2, [16, 16, 24, 24])
+  assert central(0, 44, 44)[0] == 2 and central(0, 44, 52)[0] == 5 and plain(0, 44, 52)[0] == 2
+
+
+def test_fcos_centerness_is_the_papers():
+  np.testing.assert_allclose(fcos.centerness(jnp.array([[4.0, 4.0, 28.0, 28.0], [10, 20, 10, 5]])),
+                             [4 / 28, np.sqrt(5 / 20)], rtol=1e-6)
+
+
+def test_fcos_head_and_losses():
+  head = fcos.FCOSHead(num_classes=5, channels=32, num_groups=8)
+  levels = [jnp.ones((2, 128 // s, 128 // s, 16)) * np.linspace(0, 1, 16) for s in STRIDES]
+  variables = head.init(jax.random.key(0), levels)
+  outputs = head.apply(variables, levels)
+  chex.assert_shape(outputs, [(2, 336, 5), (2, 336, 4), (2, 336)])  # 256 + 64 + 16 locations
+  assert float(jax.nn.sigmoid(outputs.logits).mean()) == pytest.approx(0.01, rel=0.05)  # the 1% prior
+  boxes = jnp.array([[[8, 8, 40, 40], [0, 0, 100, 100]], [[20, 20, 60, 60], [0, 0, 0, 0]]], jnp.float32)
+  targets = jax.vmap(lambda b, v: fcos.fcos_targets(POINTS, STRIDES, RANGES, b, jnp.array([1, 3]), v, 5))(
+      boxes, jnp.array([[True, True], [True, False]]))
+  points = jnp.asarray(np.concatenate(POINTS))
+  losses = fcos.fcos_loss(outputs, targets, points, 5)
+  assert all(np.isfinite(float(v)) and float(v) > 0 for v in losses.values())
+  positive = targets.labels < 5
+  count = int(positive.sum())
+  expected = optax.sigmoid_focal_loss(outputs.logits, jax.nn.one_hot(targets.labels, 5), alpha=0.25, gamma=2.0)
+  np.testing.assert_allclose(losses["loss_cls"], expected.sum() / (count + 2), rtol=1e-5)
+  # Perfect boxes (and centerness logits far on the target's side of 0.5 do not matter here): no box loss.
+  perfect = outputs._replace(distances=jnp.where(positive[..., None], targets.distances, 1.0))
+  assert float(fcos.fcos_loss(perfect, targets, points, 5)["loss_bbox"]) == pytest.approx(0.0, abs=1e-5)
+  gradients = jax.grad(lambda v: sum(fcos.fcos_loss(head.apply(v, levels), targets, points, 5).values()))(variables)
+  assert all(np.isfinite(g).all() for g in jax.tree.leaves(gradients))
+  assert float(jnp.abs(gradients["params"]["scales_0"])) > 0
+
+
+def test_fcos_detections_threshold_nms_per_class_and_clip():
+  count = sum(len(p) for p in POINTS)
+  logits = jnp.full((count, 5), -10.0)
+  distances = jnp.ones((count, 4))
+  # Three neighbouring level-0 locations (12, 12), (20, 12), (12, 20) see the same object: two say class 1, one
+  # class 2; a fourth, (100, 100), sees a box reaching past the image's right edge (width 110).
+  for index, label, score in ((16 * 1 + 1, 1, 3.0), (16 * 1 + 2, 1, 2.0), (16 * 2 + 1, 2, 1.0)):
+    logits = logits.at[index, label].set(score)
+  point = (np.asarray(POINTS[0]) == (12, 12)).all(-1).argmax()
+  assert point == 17
+  distances = distances.at[17].set(jnp.array([8.0, 8.0, 20.0, 20.0])).at[18].set(jnp.array([16.0, 8.0, 12.0, 20.0]))
+  distances = distances.at[33].set(jnp.array([8.0, 16.0, 20.0, 12.0]))
+  far = (np.asarray(POINTS[0]) == (100, 100)).all(-1).argmax()
+  logits = logits.at[far, 4].set(0.0)
+  distances = distances.at[far].set(jnp.array([10.0, 10.0, 30.0, 10.0]))
+  outputs = fcos.Outputs(logits, distances, jnp.full(count, 10.0))
+  found = fcos.fcos_detections(outputs, POINTS, (jnp.array(128.0), jnp.array(110.0)), max_detections=10)
+  valid = np.asarray(found.valid)
+  assert valid.sum() == 3  # class 1's second box suppressed (IoU 1 with the first); class 2's kept
+  np.testing.assert_allclose(found.boxes[valid], [[4, 4, 32, 32], [4, 4, 32, 32], [90, 90, 110, 110]])
+  assert found.labels[valid].tolist() == [1, 2, 4]
+  np.testing.assert_allclose(found.scores[valid], jax.nn.sigmoid(jnp.array([3.0, 1.0, 0.0])) * jax.nn.sigmoid(10.0),
+                             rtol=1e-6)
