@@ -66,7 +66,8 @@ class ModelDefaults:
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
                     "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "scan_repeats",
                     "dtype", "param_dtype")
-HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "head_channels", "final_channels")
+HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "fpn_levels", "fpn_stride",
+                "fpn_pooling", "head_channels", "final_channels")
 
 
 def _registered_tasks():
@@ -129,7 +130,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "bn_momentum": option_default(task, overrides, "bn_momentum"),
              "conv_init": "he", "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
-             "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "head_channels": (32, 64, 128, 256),
+             "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "fpn_levels": 5,
+             "fpn_stride": 1, "fpn_pooling": "avg", "head_channels": (32, 64, 128, 256),
              "final_channels": 2048, **head_options, **overrides}
   count = output_count(task, overrides)
   multi_scale = not (defaults.prune_last_module and options["head"] in ("v1", "v1h") and options["head_branch"] == 0)
@@ -162,7 +164,9 @@ def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[s
                                     final_channels=options["final_channels"], bn_momentum=options["bn_momentum"],
                                     **common)
   if head == "v2p":
-    return heads.HRFPNHead(out_channels=options["fpn_channels"], align_corners=options["align_corners"], **common)
+    return heads.HRFPNHead(out_channels=options["fpn_channels"], num_levels=options["fpn_levels"],
+                           conv_stride=options["fpn_stride"], pooling=options["fpn_pooling"],
+                           align_corners=options["align_corners"], **common)
   if head in ("v1", "v1h", "v2"):
     if count is None:
       raise ValueError(f"head {head!r} needs an output count for this task")

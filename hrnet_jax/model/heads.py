@@ -110,10 +110,13 @@ class DenseHead(nn.Module):
 
 
 class HRFPNHead(nn.Module):
-  """HRNetV2p: V2's concatenation reduced to ``out_channels`` by a 1x1 conv, average-pooled into
-  ``num_levels`` levels (strides 4, 8, ... of the input), each refined by a 3x3 conv."""
+  """HRNetV2p, as MMDetection's HRFPN: V2's concatenation reduced to ``out_channels`` by a 1x1 conv, pooled
+  (``pooling``: "avg" or "max") into ``num_levels`` levels (strides 4, 8, ... of the input), each refined by a 3x3
+  conv of stride ``conv_stride`` (FCOS: 2, for strides 8 ... 128)."""
   out_channels: int = 256
   num_levels: int = 5
+  conv_stride: int = 1
+  pooling: str = "avg"
   align_corners: bool = False
   conv_init: str = "he"
   dtype: Any = jnp.float32
@@ -122,9 +125,13 @@ class HRFPNHead(nn.Module):
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> list[jax.Array]:
     del train  # no BatchNorm in HRFPN
+    pools = {"avg": nn.avg_pool, "max": nn.max_pool}
+    if self.pooling not in pools:
+      raise ValueError(f"fpn_pooling must be one of {sorted(pools)}, got {self.pooling!r}")
     conv, _ = layers.conv_and_norm(self.dtype, self.param_dtype, 0.1, False, self.conv_init)
     x = quarter_resolution(branches, "v2", 0, self.align_corners)
     x = layers.conv1x1(conv, self.out_channels, use_bias=True, name="reduction_conv")(x)
-    levels = [x] + [nn.avg_pool(x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]
-    return [float_output(layers.conv3x3(conv, self.out_channels, use_bias=True, name=f"fpn_convs_{k}")(level))
+    levels = [x] + [pools[self.pooling](x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]
+    return [float_output(layers.conv3x3(conv, self.out_channels, self.conv_stride, use_bias=True,
+                                        name=f"fpn_convs_{k}")(level))
             for k, level in enumerate(levels)]
