@@ -18,6 +18,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # plain-HTTP GCS emulator of the pod tests cannot answer), so it is set before any test module imports gcsfs.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
+import filelock  # noqa: E402
 import pytest  # noqa: E402  (after XLA_FLAGS on purpose)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
@@ -31,10 +32,20 @@ def shared_path(*parts: str) -> pathlib.Path:
   return path
 
 
+def once_per_session(tmp_path_factory, name: str, make) -> pathlib.Path:
+  """``make(path)`` run once for the whole test session, whichever xdist worker asks first (the others wait for
+  it): the folder ``name`` beside every worker's own temporary folder. For results minutes long to make."""
+  shared = tmp_path_factory.getbasetemp().parent  # every worker's basetemp sits in the session's folder
+  path, done = shared / name, shared / f"{name}.done"
+  with filelock.FileLock(str(shared / f"{name}.lock")):
+    if not done.exists():
+      make(str(path))
+      done.touch()
+  return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """The synthetic dataset, built once per session (before any subprocess could race to build it)."""
   from hrnet_jax.data import sources
-  path = str(tmp_path_factory.mktemp("tfds"))
-  sources.builder("synthetic_shapes", path)
-  return path
+  return str(once_per_session(tmp_path_factory, "tfds", lambda path: sources.builder("synthetic_shapes", path)))

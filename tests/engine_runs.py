@@ -10,6 +10,7 @@ import chex
 import orbax.checkpoint as ocp
 import pytest
 
+from conftest import once_per_session
 from helpers import REPO, cli_env
 from hrnet_jax.engine import metric_writer
 
@@ -65,12 +66,11 @@ def finish(proc):
   return output
 
 
-# Once per test worker: the engine, pod and options tests compare with it or start from it.
+# Once per test session: the engine, pod and options tests compare with it or start from it.
 @pytest.fixture(scope="session")
 def one_device_run(data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("one"))
-  finish(run_float64(workdir, data_dir, devices=1))
-  return workdir
+  return str(once_per_session(tmp_path_factory, "one_device_run",
+                              lambda workdir: finish(run_float64(workdir, data_dir, devices=1))))
 
 
 def eval_count(workdir):
