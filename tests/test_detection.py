@@ -2,6 +2,7 @@
 
 import collections
 import json
+import math
 
 import chex
 import jax
@@ -13,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
 from hrnet_jax import coco_api
-from hrnet_jax.tasks.detection import coco_eval, fcos
+from hrnet_jax.tasks.detection import centernet, coco_eval, fcos
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,69 @@ def test_fcos_detections_threshold_nms_per_class_and_clip():
   assert found.labels[valid].tolist() == [1, 2, 4]
   np.testing.assert_allclose(found.scores[valid], jax.nn.sigmoid(jnp.array([3.0, 1.0, 0.0])) * jax.nn.sigmoid(10.0),
                              rtol=1e-6)
+
+
+def official_gaussian_radius(height, width, min_overlap=0.7):
+  """CenterNet's ``gaussian_radius`` (src/lib/utils/image.py), transcribed."""
+  b1, c1 = height + width, width * height * (1 - min_overlap) / (1 + min_overlap)
+  r1 = (b1 + math.sqrt(b1**2 - 4 * c1)) / 2
+  b2, c2 = 2 * (height + width), (1 - min_overlap) * width * height
+  r2 = (b2 + math.sqrt(b2**2 - 4 * 4 * c2)) / 2
+  a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (height + width), (min_overlap - 1) * width * height
+  r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
+  return min(r1, r2, r3)
+
+
+def test_centernet_targets_are_the_official_gaussians_sizes_and_offsets():
+  for height, width in ((3, 5), (10, 10), (40, 12), (100, 70)):
+    assert float(centernet.gaussian_radius(jnp.float32(height), jnp.float32(width))) == pytest.approx(
+        official_gaussian_radius(height, width), rel=1e-5)
+  boxes = jnp.array([[10, 20, 90, 60], [14, 22, 86, 58], [0, 0, 8, 8], [4, 4, 20, 20]], jnp.float32)
+  targets = centernet.centernet_targets(boxes, jnp.array([1, 1, 0, 2]), jnp.array([True, True, True, False]),
+                                        (32, 32), num_classes=3)
+  # Box 0 in output pixels: (2.5, 5) - (22.5, 15): centre (12.5, 10) -> pixel (12, 10), offset (0.5, 0), size 20 x 10.
+  assert targets.centres[0].tolist() == [12, 10]
+  np.testing.assert_allclose(targets.offset[0], [0.5, 0.0])
+  np.testing.assert_allclose(targets.size[0], [20.0, 10.0])
+  radius = int(official_gaussian_radius(10, 20))
+  sigma = (2 * radius + 1) / 6
+  heat = np.asarray(targets.heatmap)
+  # The peak: boxes 0 and 1 share class 1 and this centre, and combine by maximum (a sum would give 2).
+  assert heat[10, 12, 1] == 1.0 and heat[10, 12 + radius + 1, 1] == 0.0  # and 0 outside the window
+  assert heat[10, 12 + radius, 1] == pytest.approx(math.exp(-radius**2 / (2 * sigma**2)), rel=1e-5)
+  assert heat[1, 1, 0] == 1.0 and not heat[..., 2].any()  # box 2 at (1, 1) in class 0; the padding draws nothing
+  assert targets.mask.tolist() == [True, True, True, False]
+
+
+def centre_map(targets, values):
+  """[1, 32, 32, 2]: ``values`` [1, G, 2] at the objects' centres, 0 elsewhere."""
+  out = jnp.zeros((1, 32, 32, 2))
+  for (x, y), value in zip(targets.centres[0].tolist(), values[0]):
+    out = out.at[0, y, x].set(value)
+  return out
+
+
+def test_centernet_losses_and_detections():
+  head = centernet.CenterNetHead(num_classes=3, head_channels=8)
+  branches = [jnp.ones((1, 32 // 2**k, 32 // 2**k, 4)) for k in range(4)]
+  variables = head.init(jax.random.key(0), branches)
+  outputs = head.apply(variables, branches)
+  chex.assert_shape(outputs, [(1, 32, 32, 3), (1, 32, 32, 2), (1, 32, 32, 2)])
+  boxes = jnp.array([[[10, 20, 90, 60], [40, 40, 120, 100]]], jnp.float32)
+  targets = jax.vmap(lambda b: centernet.centernet_targets(b, jnp.array([1, 2]), jnp.array([True, True]), (32, 32),
+                                                           3))(boxes)
+  losses = centernet.centernet_loss(outputs, targets)
+  probability = np.clip(jax.nn.sigmoid(np.asarray(outputs.heatmap, np.float64)), 1e-4, 1 - 1e-4)
+  gt = np.asarray(targets.heatmap, np.float64)
+  expected = -(np.sum(np.log(probability) * (1 - probability)**2 * (gt == 1))
+               + np.sum(np.log(1 - probability) * probability**2 * (1 - gt)**4 * (gt < 1))) / 2
+  assert float(losses["loss_heatmap"]) == pytest.approx(expected, rel=1e-4)
+  # Perfect size and offset maps at the centres: no L1 loss; the heatmap's logits as the targets: a small loss.
+  ideal = centernet.Outputs(jnp.where(targets.heatmap == 1, 20.0, -20.0), centre_map(targets, targets.size),
+                            centre_map(targets, targets.offset))
+  perfect = centernet.centernet_loss(ideal, targets)
+  assert float(perfect["loss_size"]) < 1e-4 and float(perfect["loss_offset"]) < 1e-4
+  assert float(perfect["loss_heatmap"]) < float(losses["loss_heatmap"]) / 100
+  found = centernet.centernet_detections(jax.tree.map(lambda x: x[0], ideal), max_detections=5)
+  np.testing.assert_allclose(found.boxes[:2], boxes[0], atol=1e-4)
+  assert found.labels[:2].tolist() == [1, 2] and float(found.scores[2]) < 0.01
