@@ -24,6 +24,19 @@ def decode(encoded: tf.Tensor, channels: int, size: tuple[int, int] | None = Non
   return tf.ensure_shape(image, [*(size or (None, None)), channels])
 
 
+def resize_image(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  """OpenCV's INTER_LINEAR (half-pixel bilinear, no antialiasing)."""
+  return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
+
+
+def pad_to(tensor: tf.Tensor, height, width, value) -> tf.Tensor:
+  """Pads the bottom and right up to (height, width) with ``value``; never crops."""
+  shape = tf.shape(tensor)
+  pads = [[0, tf.maximum(height - shape[0], 0)], [0, tf.maximum(width - shape[1], 0)]]
+  pads += [[0, 0]] * (len(tensor.shape) - 2)
+  return tf.pad(tensor, pads, constant_values=tf.cast(value, tensor.dtype))
+
+
 def resize_to(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
   """Square resize to ``size`` (0 keeps the native size); masks use 'nearest' so labels stay labels."""
   if not size:

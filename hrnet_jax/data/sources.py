@@ -28,13 +28,13 @@ def default_data_dir() -> str:
 def builder(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
   """The prepared tfds builder for ``name`` (ArrayRecord files, for random access)."""
   data_dir = data_dir or default_data_dir()
-  if name in LOCAL_BUILDERS:
-    dataset = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
+  builder_class = LOCAL_BUILDERS.get(name) or tasks.builder_class(name)  # registers a task's builder with tfds
+  if getattr(builder_class, "BUILT_LOCALLY", False):  # synthetic data: made here on first use
+    dataset = builder_class(data_dir=data_dir, file_format="array_record")
     if not dataset.is_prepared():
       files.path(data_dir).mkdir(parents=True, exist_ok=True)
       dataset.download_and_prepare()
     return dataset
-  tasks.builder_class(name)  # registers a task's own builder with tfds
   if not files.path(data_dir).is_dir():
     raise DatasetNotFoundError(
         f"dataset directory {data_dir} does not exist; prepare {name} there first (see README, 'Real data')")

@@ -14,6 +14,7 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First version."}
+  BUILT_LOCALLY = True  # nothing to download: ``sources.builder`` prepares it on first use
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -34,14 +34,17 @@ class HRNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
-  """A head a task brings beside the shared ones (segmentation's OCR): its Flax module, a ``"module:Class"``
-  reference imported on first use; the options it adds to ``create_model``, with their defaults; and the network
-  options its official code uses differently from the task's (``network_defaults``, e.g. OCR's align_corners=True).
-  The module is built with ``num_outputs``, ``align_corners``, ``bn_momentum``, ``dtype``, ``param_dtype`` and
-  these options; it initialises its layers its own way (``conv_init`` applies to the backbone)."""
+  """A head a task brings beside the shared ones (segmentation's OCR, detection's FCOS): its Flax module, a
+  ``"module:Class"`` reference imported on first use; the options it adds to ``create_model``, with their defaults;
+  the shared head options it also reads (``shared``: the ``fpn_*`` of a detector's V2p neck); and the options its
+  official code sets differently from the task's (``network_defaults``: OCR's align_corners=True, FCOS's
+  fpn_stride=2). The module is built with those of ``num_outputs``, ``align_corners``, ``bn_momentum``, ``dtype``,
+  ``param_dtype`` that are its fields, and these options; it initialises its layers its own way (``conv_init``
+  applies to the backbone)."""
   module: str
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   network_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  shared: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
     stray = sorted(set(head_spec.options) & set(overrides)) if head != name else []
     if stray:
       raise ValueError(f"{', '.join(stray)} only apply to head={name!r}; this model's head is {head!r}")
+  chosen = defaults.task_heads.get(head)
+  chosen_head_defaults = {k: v for k, v in (chosen.network_defaults if chosen else {}).items() if k in HEAD_OPTIONS}
   options = {"fusion_upsample": defaults.fusion_upsample,
              "align_corners": option_default(task, overrides, "align_corners"),
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
@@ -132,7 +137,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "fpn_levels": 5,
              "fpn_stride": 1, "fpn_pooling": "avg", "head_channels": (32, 64, 128, 256),
-             "final_channels": 2048, **head_options, **overrides}
+             "final_channels": 2048, **head_options, **chosen_head_defaults, **overrides}
   count = output_count(task, overrides)
   multi_scale = not (defaults.prune_last_module and options["head"] in ("v1", "v1h") and options["head_branch"] == 0)
   if options["four_streams"]:
@@ -156,9 +161,12 @@ def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[s
   if head in task_heads:
     from hrnet_jax.tasks.spec import resolve  # pylint: disable=import-outside-toplevel  (tasks import this module)
     spec = task_heads[head]
-    return resolve(spec.module)(
-        num_outputs=count, align_corners=options["align_corners"], bn_momentum=options["bn_momentum"],
-        dtype=options["dtype"], param_dtype=options["param_dtype"], **{name: options[name] for name in spec.options})
+    module = resolve(spec.module)
+    given = {"num_outputs": count, "align_corners": options["align_corners"], "bn_momentum": options["bn_momentum"],
+             "dtype": options["dtype"], "param_dtype": options["param_dtype"]}
+    fields = {field.name for field in dataclasses.fields(module)}
+    return module(**{k: v for k, v in given.items() if k in fields},
+                  **{name: options[name] for name in (*spec.options, *spec.shared)})
   if head == "classification":
     return heads.ClassificationHead(num_classes=count, head_channels=tuple(options["head_channels"]),
                                     final_channels=options["final_channels"], bn_momentum=options["bn_momentum"],

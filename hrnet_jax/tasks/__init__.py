@@ -16,7 +16,7 @@ from hrnet_jax.model.factory import ModelDefaults
 from hrnet_jax.registry import Registry
 from hrnet_jax.tasks.spec import TaskSpec, check_pairing, resolve
 
-BUILTIN = ("classification", "pose", "landmarks", "segmentation")
+BUILTIN = ("classification", "pose", "landmarks", "segmentation", "detection")
 
 TASKS = Registry("task")
 
@@ -73,5 +73,4 @@ for _name in BUILTIN:
   register(importlib.import_module(f"hrnet_jax.tasks.{_name}").TASK)
 
 # Networks without a training task yet: they can be built, summarised and loaded, not trained.
-register(TaskSpec("detection", ModelDefaults(head="v2p")))  # MMDetection's HRNet + HRFPN (V2p)
 register(TaskSpec("features", ModelDefaults(head=None)))  # the four branch outputs

@@ -1,2 +1,52 @@
-"""Object detection and instance segmentation on HRNetV2p (issues #19, #20): COCO box and mask evaluation so far;
-the detectors, their data and their ``TaskSpec`` come next (the task is registered in ``hrnet_jax.tasks``)."""
+"""Object detection on HRNetV2p (issue #19): FCOS and CenterNet, COCO box AP through pycocotools.
+
+The network is the backbone with a detector head: ``fcos`` (the V2p pyramid of MMDetection's HRFPN + the FCOS head)
+or ``centernet`` (heads on the V2 representation at stride 4). ``head="v2p"`` gives the bare pyramid.
+"""
+
+from hrnet_jax.model.factory import HeadSpec, ModelDefaults
+from hrnet_jax.tasks.spec import BatchKey, Recipe, TaskSpec
+
+
+def _keys(data):
+  canvas, count = tuple(data.canvas), data.max_objects
+  train = {"image": BatchKey("float32", (*canvas, 3)), "boxes": BatchKey("float32", (count, 4)),
+           "labels": BatchKey("int32", (count,)), "box_valid": BatchKey("bool", (count,))}
+  evaluation = {"image": train["image"], "image_id": BatchKey("int64"), "scale": BatchKey("float32", (2,)),
+                "image_size": BatchKey("int32", (2,)), "gt_boxes": BatchKey("float32", (count, 4)),
+                "gt_labels": BatchKey("int32", (count,)), "gt_crowd": BatchKey("bool", (count,)),
+                "gt_areas": BatchKey("float32", (count,)), "gt_ids": BatchKey("int64", (count,)),
+                "gt_present": BatchKey("bool", (count,))}
+  return train, evaluation
+
+
+# MMDetection's COCO pipeline (recipes.Detection); the defaults fit the synthetic objects (128 x 128).
+DETECTION = Recipe(
+    "detection", make="hrnet_jax.tasks.detection.recipes:detection", keys=_keys,
+    defaults={"classes": "synthetic_objects",  # the class set (label_sets.CLASS_SETS)
+              "image_scale": (128, 128),  # MMDetection's img_scale (long, short): COCO (1333, 800)
+              "short_side_range": (),  # (low, high): training draws the short side from it (multi-scale)
+              "canvas": (128, 128),  # every image is padded into this (h, w)
+              "max_objects": 8,  # the dataset's padded object count
+              "flip": True,
+              "bgr": False})  # channel order BGR (MMDetection's HRNet FCOS configs), else RGB
+
+TASK = TaskSpec(
+    name="detection",
+    model=ModelDefaults(
+        head="fcos", count_name="num_classes", count=80,
+        task_heads={"fcos": HeadSpec("hrnet_jax.tasks.detection.fcos:FCOSDetector",
+                                     {"fcos_channels": 256, "fcos_convs": 4}, network_defaults={"fpn_stride": 2},
+                                     shared=("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling")),
+                    "centernet": HeadSpec("hrnet_jax.tasks.detection.centernet:CenterNetHead",
+                                          {"centernet_channels": 64})}),
+    task="hrnet_jax.tasks.detection.task:DetectionTask",
+    config={"fcos": {"regress_ranges": ((-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, 1e8)),
+                     "center_sampling": False, "center_sample_radius": 1.5},
+            # The test path (MMDetection's test_cfg): per level before NMS, score threshold, NMS IoU, per image.
+            "detection_test": {"pre_nms": 1000, "score_threshold": 0.05, "iou_threshold": 0.5,
+                               "max_detections": 100},
+            "data": {"annotation_file": ""}},  # COCO's ground truth; "" builds it from the eval examples
+    recipes=(DETECTION,),
+    builders={"synthetic_objects": "hrnet_jax.tasks.detection.builder:SyntheticObjects"},
+)

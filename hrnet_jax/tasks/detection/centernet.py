@@ -1,7 +1,7 @@
 """CenterNet ("Objects as Points", Zhou et al. 2019) on the HRNetV2 representation at stride 4.
 
 The HRNet paper reports CenterNet with HRNetV2-W48 (Table 11) but no official code exists, so this follows the
-CenterNet paper and its code (``xingyizhou/CenterNet``, ``ctdet``): three heads (3x3 conv of ``head_channels``,
+CenterNet paper and its code (``xingyizhou/CenterNet``, ``ctdet``): three heads (3x3 conv of ``centernet_channels``,
 ReLU, 1x1 conv) on the V2 concatenation for per-class centre heatmaps, box size and centre offset; Gaussian
 targets whose radius is CornerNet's ``gaussian_radius`` as that code computes it (at IoU 0.7); the penalty-reduced
 focal loss on the heatmaps and L1 losses at the centres (size weight 0.1, offset 1); peaks as 3x3 max-pool
@@ -34,8 +34,8 @@ class Outputs(NamedTuple):
 
 class CenterNetHead(nn.Module):
   """The three CenterNet heads on the V2 representation of the backbone's branches."""
-  num_classes: int
-  head_channels: int = 64
+  num_outputs: int
+  centernet_channels: int = 64
   prior: float = 0.1
   align_corners: bool = False
   dtype: Any = jnp.float32
@@ -49,10 +49,10 @@ class CenterNetHead(nn.Module):
     def head(features: int, name: str, bias: float = 0.0) -> jax.Array:
       conv = lambda f, k, n, **kw: nn.Conv(f, (k, k), padding=k // 2, dtype=self.dtype, param_dtype=self.param_dtype,
                                            name=n, **kw)
-      y = nn.relu(conv(self.head_channels, 3, f"{name}_0")(x))
+      y = nn.relu(conv(self.centernet_channels, 3, f"{name}_0")(x))
       return conv(features, 1, f"{name}_1", bias_init=nn.initializers.constant(bias))(y).astype(jnp.float32)
 
-    return Outputs(head(self.num_classes, "hm", -math.log((1 - self.prior) / self.prior)), head(2, "wh"),
+    return Outputs(head(self.num_outputs, "hm", -math.log((1 - self.prior) / self.prior)), head(2, "wh"),
                    head(2, "reg"))
 
 

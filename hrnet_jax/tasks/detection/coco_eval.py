@@ -66,6 +66,21 @@ class DetectionEvaluator:
             for name, value in evaluate(self.ground_truth, self.results, iou_type).items()}
 
 
+def ground_truth(examples: dict[str, np.ndarray], names: Sequence[str], category_ids: Sequence[int]) -> COCO:
+  """COCO's index of the ground truth stored with the eval examples (``gt_*`` [N, G, ...] in original pixels,
+  ``gt_present`` marking the real objects), for datasets without an annotation file."""
+  annotations = []
+  for b, image_id in enumerate(examples["image_id"]):
+    for k in np.flatnonzero(examples["gt_present"][b]):
+      x1, y1, x2, y2 = (float(v) for v in examples["gt_boxes"][b, k])
+      annotations.append({"id": int(examples["gt_ids"][b, k]), "image_id": int(image_id),
+                          "category_id": int(category_ids[examples["gt_labels"][b, k]]),
+                          "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(examples["gt_areas"][b, k]),
+                          "iscrowd": int(examples["gt_crowd"][b, k])})
+  return coco_api.coco_index({"images": [{"id": int(i)} for i in examples["image_id"]], "annotations": annotations,
+                              "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, names)]})
+
+
 def evaluate(ground_truth: COCO, results: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
   """``COCOeval(ground_truth, results, iou_type)``'s stats by name (0 for every stat when nothing was detected)."""
   if not results:

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from hrnet_jax import ops
+from hrnet_jax.model.heads import HRFPNHead
 
 INF = 1e8
 # MMDetection's defaults for strides 8..128 (HRFPN with conv stride 2, five levels).
@@ -139,6 +140,32 @@ class FCOSHead(nn.Module):
     return Outputs(*(jnp.concatenate(parts, 1) for parts in zip(*outputs)))
 
 
+class FCOSDetector(nn.Module):
+  """HRNetV2p + FCOS: the backbone's branches -> the V2p pyramid (MMDetection's HRFPN) -> the FCOS head. The
+  pyramid's level ``k`` has stride ``4 * fpn_stride * 2**k`` (``strides``)."""
+  num_outputs: int
+  fcos_channels: int = 256
+  fcos_convs: int = 4
+  fpn_channels: int = 256
+  fpn_levels: int = 5
+  fpn_stride: int = 2
+  fpn_pooling: str = "avg"
+  align_corners: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> Outputs:
+    levels = HRFPNHead(self.fpn_channels, self.fpn_levels, self.fpn_stride, self.fpn_pooling, self.align_corners,
+                       dtype=self.dtype, param_dtype=self.param_dtype, name="neck")(branches, train)
+    return FCOSHead(self.num_outputs, self.fcos_channels, self.fcos_convs, dtype=self.dtype,
+                    param_dtype=self.param_dtype, name="bbox_head")(levels, train)
+
+
+def pyramid_strides(fpn_levels: int, fpn_stride: int) -> tuple[int, ...]:
+  return tuple(4 * fpn_stride * 2**k for k in range(fpn_levels))
+
+
 def sigmoid_focal_loss(logits: jax.Array, targets: jax.Array, alpha: float = 0.25, gamma: float = 2.0) -> jax.Array:
   """Elementwise focal loss of Lin et al. (MMDetection's ``sigmoid_focal_loss``), in float32."""
   probability = jax.nn.sigmoid(logits)
@@ -148,12 +175,16 @@ def sigmoid_focal_loss(logits: jax.Array, targets: jax.Array, alpha: float = 0.2
   return weight * complement**gamma * cross_entropy
 
 
-def fcos_loss(outputs: Outputs, targets: Targets, points: jax.Array, num_classes: int) -> dict[str, jax.Array]:
-  """The three FCOS losses of a batch (``outputs`` and ``targets`` [B, P, ...]; ``points`` [P, 2])."""
+def fcos_loss(outputs: Outputs, targets: Targets, points: jax.Array, num_classes: int,
+              image_weight: jax.Array | None = None) -> dict[str, jax.Array]:
+  """The three FCOS losses of a batch (``outputs`` and ``targets`` [B, P, ...]; ``points`` [P, 2]). Images of
+  ``image_weight`` 0 [B] count for nothing (nor in the image count of the classification loss's divisor)."""
   positive = targets.labels < num_classes  # [B, P]
   count = positive.sum()
+  weight = jnp.ones(positive.shape[0]) if image_weight is None else image_weight.astype(jnp.float32)
   one_hot = jax.nn.one_hot(targets.labels, num_classes)  # background: all zeros
-  classification = sigmoid_focal_loss(outputs.logits, one_hot).sum() / (count + positive.shape[0])
+  focal = sigmoid_focal_loss(outputs.logits, one_hot).sum((1, 2))
+  classification = jnp.sum(focal * weight) / jnp.maximum(count + weight.sum(), 1)
   safe = jnp.where(positive[..., None], targets.distances, 1.0)  # keeps 0/0 out of the masked terms' gradients
   quality = jnp.where(positive, centerness(safe), 0.0)
   predicted = ops.decode_distances(points, outputs.distances)

@@ -17,7 +17,7 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
-from hrnet_jax.data.image_ops import fold_seed, normalizing
+from hrnet_jax.data.image_ops import fold_seed, normalizing, pad_to, resize_image
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 from hrnet_jax.tasks.segmentation import label_sets
 
@@ -35,24 +35,11 @@ def resize_label(label: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
   return resized[0, :, :, 0]
 
 
-def resize_image(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-  """OpenCV's INTER_LINEAR (half-pixel bilinear, no antialiasing)."""
-  return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
-
-
 def long_side_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tf.Tensor:
   """The official ``image_resize`` size [h, w]: long side ``long_side``, the other rounded proportionally."""
   longer, shorter = tf.maximum(height, width), tf.minimum(height, width)
   scaled = (2 * shorter * long_side + longer) // (2 * longer)
   return tf.where(height > width, tf.stack([long_side, scaled]), tf.stack([scaled, long_side]))
-
-
-def pad_to(tensor: tf.Tensor, height, width, value) -> tf.Tensor:
-  """Pads the bottom and right up to (height, width) with ``value``; never crops."""
-  shape = tf.shape(tensor)
-  pads = [[0, tf.maximum(height - shape[0], 0)], [0, tf.maximum(width - shape[1], 0)]]
-  pads += [[0, 0]] * (len(tensor.shape) - 2)
-  return tf.pad(tensor, pads, constant_values=tf.cast(value, tensor.dtype))
 
 
 class SceneCrop:

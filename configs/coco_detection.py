@@ -1,0 +1,91 @@
+"""COCO object detection with HRNetV2p (Wang et al., TPAMI 2020): FCOS and CenterNet.
+
+    python -m hrnet_jax.train --config configs/coco_detection.py:fcos_w32,schedule=2x --workdir /runs/fcos_w32 \\
+        --config.data.data_dir=$TFDS_DATA_DIR --config.init_from=/weights/hrnetv2_w32_imagenet_pretrained.pth
+    python -m hrnet_jax.train --config configs/coco_detection.py:tiny --workdir /tmp/det_tiny   # CPU, synthetic
+
+FCOS follows MMDetection's ``configs/hrnet/fcos_hrnetv2p_w{18,32}_gn-head_4x4_{1x,2x}_coco.py`` (and
+``..._mstrain_640-800_4x4_2x``): HRFPN with stride 2 (strides 8 ... 128, 256 channels), the GroupNorm head, images
+resized to (1333, 800) keeping the ratio (multiscale: the short side in 640 ... 800), flipped, in BGR order with
+the BGR mean and std, batch 16 (4 GPUs x 4), SGD lr 0.01, momentum 0.9, weight decay 1e-4, gradient clipping at 35,
+x0.1 at epochs 8 and 11 of 12 (2x: 16 and 22 of 24). Not yet as MMDetection: its warm-up (500 steps at 1/3 of the
+rate; here linear from 0 over as many steps), its bias learning rate x2 without weight decay (here: no weight
+decay on biases and norms, the rate as the weights'), and its size-divisor padding (here: one fixed canvas of
+1344 x 1344, so portrait and landscape images both fit).
+
+COCO val2017 box AP of MMDetection's models (single scale, 1333 x 800):
+
+    config                 AP
+    fcos_w18 (1x)          35.3
+    fcos_w18 (2x)          38.2
+    fcos_w18 (2x, ms)      38.3
+    fcos_w32 (1x)          39.5
+    fcos_w32 (2x)          40.8
+    fcos_w32 (2x, ms)      41.9
+
+``centernet_w48``: CenterNet ("Objects as Points") on the HRNetV2-W48 representation at stride 4, 511 x 511
+inputs; the paper (Table 11) reports 43.5 AP on COCO test-dev; no official code exists, so the recipe here is the
+CenterNet paper's (Adam lr 1.25e-4 for batch 32 x 140 epochs, x0.1 at 90 and 120), not a reproduction.
+
+``coco_dir``: the folder with the official files (annotations/instances_{train,val}2017.json and the image
+folders). ``tiny``: hrnet_tiny on the synthetic objects (``synthetic_objects``, 128 x 128, 4 classes) for CPU runs
+and tests.
+"""
+
+import os
+
+from hrnet_jax.engine import config_lib
+
+PAPER_AP = {("fcos_w18", "1x", False): 35.3, ("fcos_w18", "2x", False): 38.2, ("fcos_w18", "2x", True): 38.3,
+            ("fcos_w32", "1x", False): 39.5, ("fcos_w32", "2x", False): 40.8, ("fcos_w32", "2x", True): 41.9,
+            ("centernet_w48", "", False): 43.5}
+SCHEDULES = {"1x": (12, (8, 11)), "2x": (24, (16, 22))}
+
+
+def get_config(arg=None):
+  options = config_lib.parse_arg(arg, positional="variant", variant="fcos_w32", schedule="1x", multiscale=False,
+                                 tiny=False, coco_dir="data/coco")
+  config_lib.check_choice("variant", options.variant, ("fcos_w18", "fcos_w32", "centernet_w48"))
+  config_lib.check_choice("schedule", options.schedule, SCHEDULES)
+  head, width = options.variant.split("_")
+  config = config_lib.base_config("detection", "detection")
+  config.model.name = f"hrnet_{width}"
+  config.model.overrides = {"head": head, "num_classes": 80}
+  config.data.update(name="coco_instances", train_split="train", eval_split="validation",
+                     manual_dir=options.coco_dir, classes="coco", image_scale=(1333, 800), canvas=(1344, 1344),
+                     max_objects=100)
+  config.data.annotation_file = os.path.join(options.coco_dir, "annotations", "instances_val2017.json")
+  config.eval_batch_size = 16
+  config.log_every = 50
+  config.eval_every = 0
+  config.checkpoint_every = 2000
+  config.best_metric = "eval/bbox_AP"
+  if head == "fcos":
+    epochs, milestones = SCHEDULES[options.schedule]
+    config.data.bgr = True
+    config.data.short_side_range = (640, 800) if options.multiscale else ()
+    config.global_batch_size = 16
+    config.num_epochs = epochs
+    config.optimizer.update(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4,
+                            weight_decay_mask="kernels", grad_clip_norm=35.0)
+    config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, milestones=milestones, decay_factor=0.1)
+  else:
+    config.data.update(image_scale=(512, 512), canvas=(512, 512))
+    config.global_batch_size = 32
+    config.num_epochs = 140
+    config.optimizer.update(name="adam", learning_rate=1.25e-4, weight_decay=0.0)
+    config.schedule.update(name="step", warmup_epochs=0.0, milestones=(90, 120), decay_factor=0.1)
+  if options.tiny:
+    config.model.name = "hrnet_tiny"
+    config.model.overrides = {"head": head, "num_classes": 4, "fpn_channels": 32, "fcos_channels": 32} \
+        if head == "fcos" else {"head": head, "num_classes": 4, "centernet_channels": 32}
+    config.data.update(name="synthetic_objects", classes="synthetic_objects", image_scale=(128, 128),
+                       canvas=(128, 128), max_objects=8, short_side_range=(), bgr=False, annotation_file="")
+    config.global_batch_size = 16
+    config.eval_batch_size = 64
+    config.num_epochs = 4
+    config.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=35.0)
+    config.schedule.update(name="cosine", warmup_epochs=0.1, milestones=())
+    config.log_every = 20
+    config.checkpoint_every = 200
+  return config

@@ -1,0 +1,95 @@
+"""The detection recipe, as MMDetection's COCO pipeline (tf.data side).
+
+``Resize(img_scale=(long, short), keep_ratio=True)``: the image scaled by ``min(long / its long side, short / its
+short side)``, each side rounded (``int(x + 0.5)``), bilinear; boxes scaled by the per-axis ratio actually applied
+and clipped to the image. Training flips horizontally with probability 0.5 (``multiscale``: the short side drawn
+uniformly from ``short_side_range``, as ``multiscale_mode='range'``). Then ImageNet normalisation (RGB) and padding
+to the fixed ``canvas`` with zeros (after normalisation, as ``Normalize`` then ``Pad``); ``bgr`` reverses the channels
+as MMDetection's HRNet FCOS configs do (``to_rgb=False`` with the BGR mean and std). Objects stay padded to the
+dataset's fixed count: ``box_valid`` marks the real, non-crowd ones with a box of at least 1 x 1 pixel (crowd
+regions and smaller boxes are ignored in training, as ``CocoDataset._parse_ann_info``). Evaluation adds what maps
+predictions back (the image id, the scale applied per axis, the resized size for clipping) and the stored ground
+truth in original pixels, from which evaluation builds COCO's index when no annotation file is given.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import tensorflow as tf
+
+from hrnet_jax.data.image_ops import decode, fold_seed, normalize, pad_to, resize_image
+from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
+
+Example = dict[str, tf.Tensor]
+
+
+def keep_ratio_size(height: tf.Tensor, width: tf.Tensor, long: float, short: tf.Tensor) -> tf.Tensor:
+  """MMDetection's ``rescale_size`` [h, w] for ``img_scale=(long, short)``."""
+  height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  factor = tf.minimum(long / tf.maximum(height, width), tf.cast(short, tf.float32) / tf.minimum(height, width))
+  return tf.cast(tf.stack([height, width]) * factor + 0.5, tf.int32)
+
+
+class Detection:
+  """Train and eval functions for one detection config (``config`` is ``config.data``)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.long, self.short = config.image_scale
+    self.short_range = tuple(config.short_side_range)
+    self.canvas = tuple(config.canvas)
+    self.flip = config.flip
+    self.bgr = config.bgr
+
+  def _resized(self, example: Example, short: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(image resized and normalised, boxes [G, 4] in its pixels, the per-axis scale (x, y))."""
+    image = decode(example["image"], 3)
+    original = tf.shape(image)[:2]
+    size = keep_ratio_size(original[0], original[1], self.long, short)
+    image = normalize(resize_image(image, size))
+    if self.bgr:  # BGR order, normalised with the same statistics reversed: MMDetection's HRNet FCOS configs
+      image = image[..., ::-1]
+    scale = tf.cast(size[::-1], tf.float32) / tf.cast(original[::-1], tf.float32)
+    limits = tf.cast(tf.tile(size[::-1], [2]), tf.float32)
+    boxes = tf.clip_by_value(example["boxes"] * tf.tile(scale, [2]), 0.0, limits)
+    return image, boxes, scale
+
+  def _check_canvas(self, image: tf.Tensor) -> tf.Tensor:
+    size = tf.shape(image)[:2]
+    message = f"a resized image does not fit data.canvas {self.canvas}; raise it (or lower data.image_scale)"
+    with tf.control_dependencies([tf.debugging.assert_less_equal(size, tf.constant(self.canvas), message=message)]):
+      return tf.ensure_shape(pad_to(image, *self.canvas, 0.0), [*self.canvas, 3])
+
+  def _objects(self, example: Example, boxes: tf.Tensor) -> Example:
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    present = tf.range(tf.shape(boxes)[0]) < tf.cast(example["num_objects"], tf.int32)
+    valid = present & ~example["is_crowd"] & tf.reduce_all(sizes >= 1.0, -1)
+    return {"boxes": boxes, "labels": tf.cast(example["labels"], tf.int32), "box_valid": valid}
+
+  def train(self, example: Example, seed: tf.Tensor) -> Example:
+    short = self.short
+    if self.short_range:
+      short = tf.random.stateless_uniform([], fold_seed(seed, 0), self.short_range[0], self.short_range[1] + 1,
+                                          tf.int32)
+    image, boxes, _ = self._resized(example, short)
+    if self.flip:
+      flipped = tf.random.stateless_uniform([], fold_seed(seed, 1)) < 0.5
+      width = tf.cast(tf.shape(image)[1], tf.float32)
+      image = tf.where(flipped, image[:, ::-1], image)
+      boxes = tf.where(flipped, tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1),
+                       boxes)
+    return {"image": self._check_canvas(image), **self._objects(example, boxes)}
+
+  def evaluate(self, example: Example) -> Example:
+    image, _, scale = self._resized(example, self.short)
+    present = tf.range(tf.shape(example["boxes"])[0]) < tf.cast(example["num_objects"], tf.int32)
+    return {"image": self._check_canvas(image), "image_id": tf.cast(example["image_id"], tf.int64), "scale": scale,
+            "image_size": tf.shape(image)[:2],
+            # The ground truth as stored (original pixels), for evaluation without an annotation file.
+            "gt_boxes": example["boxes"], "gt_labels": tf.cast(example["labels"], tf.int32),
+            "gt_crowd": example["is_crowd"], "gt_areas": example["areas"], "gt_ids": example["object_ids"],
+            "gt_present": present}
+
+
+def detection(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
+  recipe = Detection(config)
+  return recipe.train, recipe.evaluate

@@ -1,0 +1,132 @@
+"""Object detection: FCOS or CenterNet losses on the padded ground truth, detections inside the jitted eval step,
+COCO box AP through pycocotools (``coco_eval``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image, ImageDraw
+
+from hrnet_jax import coco_api
+from hrnet_jax.model import factory
+from hrnet_jax.tasks.base import Batch, Task, enlarged
+from hrnet_jax.tasks.detection import centernet, coco_eval, fcos
+from hrnet_jax.tasks.detection.label_sets import CLASS_SETS, ClassSet
+
+HEADS = ("fcos", "centernet")
+
+
+class DetectionTask(Task):
+  name = "detection"
+  train_reads = ("image", "mask", "boxes", "labels", "box_valid")
+  eval_reads = ("image", "mask", "image_id", "scale", "image_size")
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    self.head = config.model.overrides.get("head", factory.model_defaults(self.name).head)
+    if self.head not in HEADS:
+      raise ValueError(f"detection trains head {' or '.join(HEADS)}, not {self.head!r} (model.overrides.head)")
+    height, width = config.data.canvas
+    if self.head == "fcos":
+      detector = self.create_model().head
+      self.strides = fcos.pyramid_strides(detector.fpn_levels, detector.fpn_stride)
+      if height % self.strides[-1] or width % self.strides[-1]:
+        raise ValueError(f"data.canvas {tuple(config.data.canvas)} must be a multiple of the coarsest pyramid "
+                         f"stride, {self.strides[-1]}")
+      if len(config.fcos.regress_ranges) != len(self.strides):
+        raise ValueError(f"fcos.regress_ranges has {len(config.fcos.regress_ranges)} ranges for "
+                         f"{len(self.strides)} pyramid levels")
+      self.points = fcos.level_points([(height // s, width // s) for s in self.strides], self.strides)
+    elif height % centernet.STRIDE or width % centernet.STRIDE:
+      raise ValueError(f"data.canvas {tuple(config.data.canvas)} must be a multiple of {centernet.STRIDE}")
+
+  @property
+  def class_set(self) -> ClassSet:
+    return CLASS_SETS[self.config.data.classes]
+
+  def check_dataset(self, class_names: list[str] | None) -> None:
+    del class_names  # the dataset's classes are its class set's
+    if self.output_count() != self.class_set.count:
+      raise ValueError(f"the model predicts {self.output_count()} classes but class set "
+                       f"{self.config.data.classes!r} has {self.class_set.count}; set model.overrides.num_classes")
+
+  def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as
+    MMDetection leaves images without annotations out of training."""
+    valid = batch["box_valid"] & (batch["mask"][:, None] > 0)
+    if self.head == "fcos":
+      options = self.config.fcos
+      targets = jax.vmap(lambda boxes, labels, keep: fcos.fcos_targets(
+          self.points, self.strides, options.regress_ranges, boxes, labels, keep, self.output_count(),
+          options.center_sampling, options.center_sample_radius))(batch["boxes"], batch["labels"], valid)
+      losses = fcos.fcos_loss(outputs, targets, jnp.asarray(np.concatenate(self.points)), self.output_count(),
+                              image_weight=valid.any(-1))
+    else:
+      size = outputs.heatmap.shape[1:3]
+      targets = jax.vmap(lambda boxes, labels, keep: centernet.centernet_targets(
+          boxes, labels, keep, size, self.output_count()))(batch["boxes"], batch["labels"], valid)
+      losses = centernet.centernet_loss(outputs, targets)
+    return sum(losses.values()), losses
+
+  def detections(self, outputs: Any, batch: Batch) -> fcos.Detections:
+    """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
+    test = self.config.detection_test
+    if self.head == "fcos":
+      return jax.vmap(lambda out, size: fcos.fcos_detections(
+          out, self.points, (size[0], size[1]), test.pre_nms, test.score_threshold, test.iou_threshold,
+          test.max_detections))(outputs, batch["image_size"].astype(jnp.float32))
+    return jax.vmap(lambda out: centernet.centernet_detections(out, test.max_detections))(outputs)
+
+  def eval_sums(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    del outputs
+    return {"count": jnp.sum(batch["mask"])}
+
+  def eval_examples(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    found = self.detections(outputs, batch)
+    scale = jnp.tile(batch["scale"], 2)[:, None]  # to the original image's pixels
+    return {"image_id": batch["image_id"], "boxes": found.boxes / scale, "scores": found.scores,
+            "labels": found.labels, "valid": found.valid,
+            **{key: batch[key] for key in ("gt_boxes", "gt_labels", "gt_crowd", "gt_areas", "gt_ids", "gt_present")}}
+
+  def ground_truth(self, examples: dict[str, np.ndarray]) -> Any:
+    if self.config.data.annotation_file:
+      return coco_api.read(self.config.data.annotation_file, "data.annotation_file")
+    return coco_eval.ground_truth(examples, self.class_set.names, self.class_set.category_ids)
+
+  def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
+    evaluator = coco_eval.DetectionEvaluator(self.ground_truth(examples), self.class_set.category_ids)
+    evaluator.add(examples["image_id"], examples["boxes"], examples["scores"], examples["labels"], examples["valid"])
+    stats = evaluator.evaluate()
+    logging.info("box AP %.4f (single scale, test size %s)", stats["bbox/AP"], tuple(self.config.data.image_scale))
+    return {**{key.replace("/", "_"): value for key, value in stats.items()}, "count": float(sums["count"])}
+
+  def preview(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
+    found = self.detections(outputs, batch)
+    return {"boxes": found.boxes[:, :10], "scores": found.scores[:, :10], "labels": found.labels[:, :10],
+            "valid": found.valid[:, :10]}
+
+  def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
+    """The 10 best detections above score 0.3: boxes and class names."""
+    scale = max(1, 256 // max(image.size))
+    image = enlarged(image).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for box, score, label, valid in zip(preview["boxes"], preview["scores"], preview["labels"], preview["valid"]):
+      if valid and score >= 0.3:
+        x1, y1, x2, y2 = (float(v) * scale for v in box)
+        draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=2)
+        draw.text((x1 + 2, y1 + 1), f"{self.class_set.names[int(label)]} {score:.2f}", fill=(255, 255, 255))
+    return image
+
+  def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    count = self.config.data.max_objects
+    corner = rng.uniform(0, 0.7, (batch, count, 2)) * np.array(size[::-1])
+    extent = rng.uniform(0.05, 0.3, (batch, count, 2)) * np.array(size[::-1])
+    return {"image": rng.standard_normal((batch, *size, 3), dtype=np.float32), "mask": np.ones((batch,), np.float32),
+            "boxes": np.concatenate([corner, corner + extent], -1).astype(np.float32),
+            "labels": rng.integers(0, self.output_count(), (batch, count), dtype=np.int32),
+            "box_valid": np.arange(count)[None].repeat(batch, 0) < rng.integers(1, count + 1, (batch, 1))}
