@@ -237,20 +237,22 @@ def test_features_and_detection_outputs():
   features = jax.eval_shape(lambda: hrnet_jax.create_model("hrnet_w18", task="features").init_with_output(
       jax.random.key(0), x)[0])
   assert [f.shape for f in features] == [(1, 32, 32, 18), (1, 16, 16, 36), (1, 8, 8, 72), (1, 4, 4, 144)]
-  levels = jax.eval_shape(lambda: hrnet_jax.create_model("hrnet_tiny", task="detection").init_with_output(
-      jax.random.key(0), x)[0])
+  pyramid = hrnet_jax.create_model("hrnet_tiny", task="detection", head="v2p")  # the bare V2p pyramid
+  levels = jax.eval_shape(lambda: pyramid.init_with_output(jax.random.key(0), x)[0])
   assert [lv.shape for lv in levels] == [(1, 32 // 2**k, 32 // 2**k, 256) for k in range(5)]
   # FCOS's neck (MMDetection's HRFPN with stride=2): strides 8 ... 128; max pooling as its pooling_type="MAX".
   image = jax.random.normal(jax.random.key(1), x.shape)
   pooled = {}
   for pooling in ("avg", "max"):
-    model = hrnet_jax.create_model("hrnet_tiny", task="detection", fpn_stride=2, fpn_pooling=pooling, fpn_channels=8)
+    model = hrnet_jax.create_model("hrnet_tiny", task="detection", head="v2p", fpn_stride=2, fpn_pooling=pooling,
+                                   fpn_channels=8)
     pooled[pooling] = model.apply(model.init(jax.random.key(0), x), image)
   assert [lv.shape for lv in pooled["max"]] == [(1, 16 // 2**k, 16 // 2**k, 8) for k in range(5)]
   chex.assert_trees_all_close(pooled["max"][0], pooled["avg"][0])  # the same weights; level 0 is not pooled
   assert not np.allclose(pooled["max"][1], pooled["avg"][1])
   with pytest.raises(ValueError, match="fpn_pooling must be one of"):
-    hrnet_jax.create_model("hrnet_tiny", task="detection", fpn_pooling="median").init(jax.random.key(0), x)
+    hrnet_jax.create_model("hrnet_tiny", task="detection", head="v2p", fpn_pooling="median").init(
+        jax.random.key(0), x)
 
 
 # Every kind of repeat: stage 1's blocks after the first, the blocks of each branch, and a stage's modules (the pose

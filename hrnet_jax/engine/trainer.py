@@ -221,11 +221,11 @@ def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: in
 def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, check_recipe: bool = True,
              total_examples: int | None = None, previews: list[Image.Image] | None = None) -> dict[str, float]:
   """One exact pass over the eval set: masked sums accumulated on the host in 64 bits, and the task's
-  per-example arrays of the valid examples gathered in data order. The first batch is checked against what the
+  per-example arrays of the valid examples given to its collector batch by batch, in data order. The first batch is checked against what the
   config's recipe declares (``check_recipe``; off for batches made by hand). With ``total_examples``, progress
   lines with an ETA; ``previews`` (a list) receives the pictures of the eval step's previews of the first batch."""
   totals: dict[str, np.ndarray] = {}
-  gathered: dict[str, list[np.ndarray]] = {}
+  collector = task.example_collector()
   progress = metric_writer.EvalProgress(total_examples, task.config.eval_batch_size)
   iterator = make_eval()
   try:
@@ -240,8 +240,7 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, 
         totals[key] = totals[key] + value if key in totals else value
       if examples:
         valid = np.asarray(examples.pop("mask")) > 0
-        for key, value in examples.items():
-          gathered.setdefault(key, []).append(np.asarray(value)[valid])
+        collector.add({key: np.asarray(value)[valid] for key, value in examples.items()})
       progress.update(index + 1)
   finally:
     iterator.close()
@@ -249,8 +248,7 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, 
   if undecodable:
     logging.warning("%d eval images could not be decoded (TensorFlow logged why): left out of the metrics",
                     undecodable)
-  examples = {key: np.concatenate(values) for key, values in gathered.items()}
-  return {**task.finalize(totals, examples), "undecodable": undecodable}
+  return {**task.finalize(totals, collector.result()), "undecodable": undecodable}
 
 
 def _draw_previews(task: Task, local_batch: dict[str, np.ndarray], batch_previews: dict[str, jax.Array]) -> list:

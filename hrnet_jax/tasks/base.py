@@ -25,6 +25,20 @@ def enlarged(image: Image.Image, side: int = 256) -> Image.Image:
   return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
+class ArrayCollector:
+  """Keeps each eval batch's per-example arrays; ``result()`` concatenates them in data order."""
+
+  def __init__(self):
+    self._parts: dict[str, list[np.ndarray]] = {}
+
+  def add(self, examples: dict[str, np.ndarray]) -> None:
+    for key, value in examples.items():
+      self._parts.setdefault(key, []).append(value)
+
+  def result(self) -> dict[str, np.ndarray]:
+    return {key: np.concatenate(values) for key, values in self._parts.items()}
+
+
 class Task(abc.ABC):
   """Loss and metrics of one task. Evaluation accumulates masked *sums*, so padding never counts and
   the result is exact however the eval set is split over batches, devices and hosts.
@@ -85,6 +99,12 @@ class Task(abc.ABC):
     del outputs, batch
     return {}
 
+  def example_collector(self) -> Any:
+    """What receives each eval batch's valid ``eval_examples`` on the host (``add``) and gives ``finalize`` their
+    total (``result()``). The default keeps the arrays; a task whose metric needs less than its arrays turns each
+    batch into that as it arrives (detection: COCO result entries), so memory does not grow with the eval set."""
+    return ArrayCollector()
+
   def preview(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     """Per-example arrays [B, ...] from which ``draw_preview`` pictures a prediction: small ones (points, labels,
     top classes; never full-size scores), computed in the eval step. {} draws nothing."""
@@ -97,8 +117,9 @@ class Task(abc.ABC):
     return image
 
   @abc.abstractmethod
-  def finalize(self, sums: dict[str, Any], examples: dict[str, Any]) -> dict[str, float]:
-    """Final metrics from the sums over the whole eval set and the gathered ``eval_examples``."""
+  def finalize(self, sums: dict[str, Any], examples: Any) -> dict[str, float]:
+    """Final metrics from the sums over the whole eval set and the collected ``eval_examples`` (the
+    ``example_collector``'s result)."""
 
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random images and targets in the layout ``loss`` reads (for ``python -m hrnet_jax.benchmark``)."""

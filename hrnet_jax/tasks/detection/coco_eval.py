@@ -33,14 +33,13 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
 
 
 class DetectionEvaluator:
-  """Collects a detector's predictions batch by batch and scores them with ``COCOeval``.
+  """Collects a detector's predictions batch by batch as COCO result entries, then scores them with ``COCOeval``.
 
   ``category_ids[label]`` is the dataset's ``category_id`` of the contiguous label (COCO's 80 classes have ids
   1..90 with gaps).
   """
 
-  def __init__(self, ground_truth: COCO, category_ids: Sequence[int]):
-    self.ground_truth = ground_truth
+  def __init__(self, category_ids: Sequence[int]):
     self.category_ids = np.asarray(category_ids)
     self.results: list[dict[str, Any]] = []
 
@@ -60,10 +59,10 @@ class DetectionEvaluator:
           entry["segmentation"] = rle
       self.results += entries
 
-  def evaluate(self, iou_types: Sequence[str] = ("bbox",)) -> dict[str, float]:
+  def evaluate(self, ground_truth: COCO, iou_types: Sequence[str] = ("bbox",)) -> dict[str, float]:
     """``{"bbox/AP": ..., "segm/AP50": ...}`` in [0, 1] for each of ``iou_types``; each summary is logged."""
     return {f"{iou_type}/{name}": value for iou_type in iou_types
-            for name, value in evaluate(self.ground_truth, self.results, iou_type).items()}
+            for name, value in evaluate(ground_truth, self.results, iou_type).items()}
 
 
 def ground_truth(examples: dict[str, np.ndarray], names: Sequence[str], category_ids: Sequence[int]) -> COCO:

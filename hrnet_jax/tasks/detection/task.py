@@ -14,11 +14,33 @@ from PIL import Image, ImageDraw
 
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
-from hrnet_jax.tasks.base import Batch, Task, enlarged
+from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
 from hrnet_jax.tasks.detection import centernet, coco_eval, fcos
 from hrnet_jax.tasks.detection.label_sets import CLASS_SETS, ClassSet
 
 HEADS = ("fcos", "centernet")
+
+
+GROUND_TRUTH_KEYS = ("image_id", "gt_boxes", "gt_labels", "gt_crowd", "gt_areas", "gt_ids", "gt_present")
+
+
+class DetectionCollector:
+  """Each eval batch's detections become COCO result entries as they arrive; the stored ground truth is kept only
+  when there is no annotation file to read it from."""
+
+  def __init__(self, category_ids: tuple[int, ...], keep_ground_truth: bool):
+    self.evaluator = coco_eval.DetectionEvaluator(category_ids)
+    self.ground_truth = ArrayCollector() if keep_ground_truth else None
+
+  def add(self, examples: dict[str, np.ndarray]) -> None:
+    self.evaluator.add(examples["image_id"], examples["boxes"], examples["scores"], examples["labels"],
+                       examples["valid"])
+    if self.ground_truth is not None:
+      self.ground_truth.add({key: examples[key] for key in GROUND_TRUTH_KEYS})
+
+  def result(self) -> dict[str, Any]:
+    return {"evaluator": self.evaluator,
+            "ground_truth": None if self.ground_truth is None else self.ground_truth.result()}
 
 
 class DetectionTask(Task):
@@ -91,17 +113,17 @@ class DetectionTask(Task):
     scale = jnp.tile(batch["scale"], 2)[:, None]  # to the original image's pixels
     return {"image_id": batch["image_id"], "boxes": found.boxes / scale, "scores": found.scores,
             "labels": found.labels, "valid": found.valid,
-            **{key: batch[key] for key in ("gt_boxes", "gt_labels", "gt_crowd", "gt_areas", "gt_ids", "gt_present")}}
+            **{key: batch[key] for key in GROUND_TRUTH_KEYS[1:]}}
 
-  def ground_truth(self, examples: dict[str, np.ndarray]) -> Any:
+  def example_collector(self) -> "DetectionCollector":
+    return DetectionCollector(self.class_set.category_ids, keep_ground_truth=not self.config.data.annotation_file)
+
+  def finalize(self, sums: dict[str, Any], collected: dict[str, Any]) -> dict[str, float]:
     if self.config.data.annotation_file:
-      return coco_api.read(self.config.data.annotation_file, "data.annotation_file")
-    return coco_eval.ground_truth(examples, self.class_set.names, self.class_set.category_ids)
-
-  def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
-    evaluator = coco_eval.DetectionEvaluator(self.ground_truth(examples), self.class_set.category_ids)
-    evaluator.add(examples["image_id"], examples["boxes"], examples["scores"], examples["labels"], examples["valid"])
-    stats = evaluator.evaluate()
+      truth = coco_api.read(self.config.data.annotation_file, "data.annotation_file")
+    else:
+      truth = coco_eval.ground_truth(collected["ground_truth"], self.class_set.names, self.class_set.category_ids)
+    stats = collected["evaluator"].evaluate(truth)
     logging.info("box AP %.4f (single scale, test size %s)", stats["bbox/AP"], tuple(self.config.data.image_scale))
     return {**{key.replace("/", "_"): value for key, value in stats.items()}, "count": float(sums["count"])}
 
