@@ -6,16 +6,18 @@ import math
 import os
 
 import chex
+import hrnet_jax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
-from helpers import REPO, tensorboard_contents
+from helpers import REPO, run_module, tensorboard_contents
 from hrnet_jax import coco_api, tasks
 from hrnet_jax.engine import config_lib, metric_writer, trainer
 from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, synthetic
@@ -167,7 +169,16 @@ def test_fcos_head_and_losses():
   assert float(fcos.fcos_loss(perfect, targets, points, 5)["loss_bbox"]) == pytest.approx(0.0, abs=1e-5)
   gradients = jax.grad(lambda v: sum(fcos.fcos_loss(head.apply(v, levels), targets, points, 5).values()))(variables)
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(gradients))
-  assert float(jnp.abs(gradients["params"]["scales_0"])) > 0
+  assert float(jnp.abs(gradients["params"]["scales_0"]["scale"])) > 0
+
+
+def test_fcos_points_match_the_pyramid_the_network_computes():
+  model = hrnet_jax.create_model("hrnet_tiny", task="detection", num_classes=3, fpn_channels=8, fcos_channels=32)
+  for height, width in ((128, 128), (160, 224)):  # 160 / 128 is not whole: level 3 rounds up, level 4 down
+    outputs = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, height, width, 3)))[0])
+    sizes = fcos.pyramid_sizes(height, width, 5, 2)
+    assert outputs.logits.shape[1] == sum(h * w for h, w in sizes)
+  assert fcos.pyramid_sizes(800, 1344, 5, 2) == [(100, 168), (50, 84), (25, 42), (13, 21), (6, 11)]
 
 
 def test_fcos_detections_threshold_nms_per_class_and_clip():
@@ -333,3 +344,21 @@ def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
   values, _ = tensorboard_contents(workdir)
   drawn = values["eval/prediction_0"][-1]
   assert drawn.mode == "RGB" and max(drawn.size) >= 256
+
+
+def test_predict_draws_boxes_on_a_real_image_and_writes_coco_results(trained_detection_run, tmp_path):
+  config, workdir, _ = trained_detection_run
+  image = shared_path("data", "coco", "000000000785.jpg")
+  result = run_module("predict", f"--config={REPO}/configs/coco_detection.py:fcos_w18,tiny", f"--checkpoint={workdir}",
+                      f"--config.data.data_dir={config.data.data_dir}", f"--output_dir={tmp_path}",
+                      "--config.detection_test.score_threshold=0.01", str(image))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "detecting objects: 1/1 (100%)" in result.stderr
+  results = json.loads((tmp_path / "coco_results.json").read_text())
+  assert results and {r["image_id"] for r in results} == {785}  # the COCO file name's id
+  assert {r["category_id"] for r in results} <= {1, 2, 3, 4}
+  boxes = np.array([r["bbox"] for r in results])
+  assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 640.01).all()  # in the 640 x 425 image
+  assert (boxes[:, 1] + boxes[:, 3] <= 425.01).all() and boxes[:, 2:].max() > 128  # beyond the model's 128 px
+  with Image.open(tmp_path / "000000000785_boxes.png") as drawn:
+    assert drawn.size == (640, 425)

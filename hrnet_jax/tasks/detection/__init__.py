@@ -49,4 +49,5 @@ TASK = TaskSpec(
             "data": {"annotation_file": ""}},  # COCO's ground truth; "" builds it from the eval examples
     recipes=(DETECTION,),
     builders={"synthetic_objects": "hrnet_jax.tasks.detection.builder:SyntheticObjects"},
+    predict="hrnet_jax.tasks.detection.predict:predict_boxes",
 )

@@ -100,6 +100,14 @@ def _normal(stddev: float):
   return nn.initializers.normal(stddev)
 
 
+class Scale(nn.Module):
+  """A learned scalar factor, 1 at first (mmcv's ``Scale``)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x * self.param("scale", nn.initializers.ones, (), jnp.float32)
+
+
 class FCOSHead(nn.Module):
   """The FCOS head on pyramid levels [B, H_l, W_l, C_in] -> ``Outputs``."""
   num_classes: int
@@ -132,10 +140,9 @@ class FCOSHead(nn.Module):
         for conv, norm in layers:
           x = nn.relu(norm(conv(x)))
         features[tower] = x
-      scale = self.param(f"scales_{k}", nn.initializers.ones, (), jnp.float32)
       flat = lambda x: x.reshape(x.shape[0], -1, x.shape[-1]).astype(jnp.float32)
       outputs.append(Outputs(flat(classifier(features["cls"])),
-                             jnp.exp(scale * flat(regressor(features["reg"]))),
+                             jnp.exp(Scale(name=f"scales_{k}")(flat(regressor(features["reg"])))),
                              flat(centre(features["cls"]))[..., 0]))
     return Outputs(*(jnp.concatenate(parts, 1) for parts in zip(*outputs)))
 
@@ -164,6 +171,13 @@ class FCOSDetector(nn.Module):
 
 def pyramid_strides(fpn_levels: int, fpn_stride: int) -> tuple[int, ...]:
   return tuple(4 * fpn_stride * 2**k for k in range(fpn_levels))
+
+
+def pyramid_sizes(height: int, width: int, fpn_levels: int, fpn_stride: int) -> list[tuple[int, int]]:
+  """The (h, w) of each pyramid level for an input of ``height`` x ``width`` (multiples of 32), as the network
+  computes them: 1/4, pooled by 2**k (rounding down), then the 3x3 conv of stride ``fpn_stride`` (rounding up).
+  800 x 1344 with stride 2: 100 x 168, 50 x 84, 25 x 42, 13 x 21, 6 x 11."""
+  return [tuple(-(-(side // 4 // 2**k) // fpn_stride) for side in (height, width)) for k in range(fpn_levels)]
 
 
 def sigmoid_focal_loss(logits: jax.Array, targets: jax.Array, alpha: float = 0.25, gamma: float = 2.0) -> jax.Array:

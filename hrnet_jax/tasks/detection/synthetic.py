@@ -44,7 +44,7 @@ def _crowd(rng: np.random.Generator) -> list[tuple[float, float, float]]:
   return [(*(corner + rng.uniform(0, 1, 2) * extent), rng.uniform(1.5, 3)) for _ in range(int(rng.integers(8, 16)))]
 
 
-def render_example(rng: np.random.Generator, image_id: int) -> dict[str, np.ndarray | int]:
+def render_example(rng: np.random.Generator, image_id: int = 1) -> dict[str, np.ndarray | int]:
   """One image and its objects (``OBJECT_FEATURES``, padded); a pure function of the generator's state and the
   id it is given."""
   image = _texture(rng)

@@ -53,19 +53,25 @@ class DetectionTask(Task):
     self.head = config.model.overrides.get("head", factory.model_defaults(self.name).head)
     if self.head not in HEADS:
       raise ValueError(f"detection trains head {' or '.join(HEADS)}, not {self.head!r} (model.overrides.head)")
-    height, width = config.data.canvas
     if self.head == "fcos":
-      detector = self.create_model().head
-      self.strides = fcos.pyramid_strides(detector.fpn_levels, detector.fpn_stride)
-      if height % self.strides[-1] or width % self.strides[-1]:
-        raise ValueError(f"data.canvas {tuple(config.data.canvas)} must be a multiple of the coarsest pyramid "
-                         f"stride, {self.strides[-1]}")
+      self.detector = self.create_model().head
+      self.strides = fcos.pyramid_strides(self.detector.fpn_levels, self.detector.fpn_stride)
       if len(config.fcos.regress_ranges) != len(self.strides):
         raise ValueError(f"fcos.regress_ranges has {len(config.fcos.regress_ranges)} ranges for "
                          f"{len(self.strides)} pyramid levels")
-      self.points = fcos.level_points([(height // s, width // s) for s in self.strides], self.strides)
-    elif height % centernet.STRIDE or width % centernet.STRIDE:
-      raise ValueError(f"data.canvas {tuple(config.data.canvas)} must be a multiple of {centernet.STRIDE}")
+    self._check_size(tuple(config.data.canvas))
+
+  @staticmethod
+  def _check_size(size: tuple[int, int]) -> None:
+    if size[0] % 32 or size[1] % 32:  # the backbone's 1/32 branch must tile the image (MMDetection pads to 32)
+      raise ValueError(f"detection images (data.canvas) must be multiples of 32 on each side, not {size}")
+
+  def _points(self, images: jax.Array) -> list[np.ndarray]:
+    """FCOS's locations for images of this shape (static under jit)."""
+    height, width = images.shape[1:3]
+    self._check_size((height, width))
+    sizes = fcos.pyramid_sizes(height, width, self.detector.fpn_levels, self.detector.fpn_stride)
+    return fcos.level_points(sizes, self.strides)
 
   @property
   def class_set(self) -> ClassSet:
@@ -82,11 +88,11 @@ class DetectionTask(Task):
     MMDetection leaves images without annotations out of training."""
     valid = batch["box_valid"] & (batch["mask"][:, None] > 0)
     if self.head == "fcos":
-      options = self.config.fcos
+      options, points = self.config.fcos, self._points(batch["image"])
       targets = jax.vmap(lambda boxes, labels, keep: fcos.fcos_targets(
-          self.points, self.strides, options.regress_ranges, boxes, labels, keep, self.output_count(),
+          points, self.strides, options.regress_ranges, boxes, labels, keep, self.output_count(),
           options.center_sampling, options.center_sample_radius))(batch["boxes"], batch["labels"], valid)
-      losses = fcos.fcos_loss(outputs, targets, jnp.asarray(np.concatenate(self.points)), self.output_count(),
+      losses = fcos.fcos_loss(outputs, targets, jnp.asarray(np.concatenate(points)), self.output_count(),
                               image_weight=valid.any(-1))
     else:
       size = outputs.heatmap.shape[1:3]
@@ -99,8 +105,9 @@ class DetectionTask(Task):
     """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
     test = self.config.detection_test
     if self.head == "fcos":
+      points = self._points(batch["image"])
       return jax.vmap(lambda out, size: fcos.fcos_detections(
-          out, self.points, (size[0], size[1]), test.pre_nms, test.score_threshold, test.iou_threshold,
+          out, points, (size[0], size[1]), test.pre_nms, test.score_threshold, test.iou_threshold,
           test.max_detections))(outputs, batch["image_size"].astype(jnp.float32))
     return jax.vmap(lambda out: centernet.centernet_detections(out, test.max_detections))(outputs)
 

@@ -1,0 +1,89 @@
+"""``python -m hrnet_jax.predict`` for detection: each image's boxes, class names and scores, drawn over the image
+(``<name>_boxes.png``: the detections scoring at least ``DRAW_THRESHOLD``) and written as COCO results
+(``coco_results.json`` in the output folder: every detection, with the dataset's ``category_id``; a file named
+by a number, as COCO's, gets that number as its ``image_id``, others their position in the list)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from hrnet_jax import files, tasks
+from hrnet_jax.data.image_ops import reporting_failures
+from hrnet_jax.engine import metric_writer, weights
+from hrnet_jax.tasks.detection.coco_eval import xyxy_to_xywh
+from hrnet_jax.tasks.spec import Prediction, PredictOptions
+
+DRAW_THRESHOLD = 0.3
+
+
+def _image_id(path: str, index: int) -> int:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return int(stem) if stem.isdigit() else index + 1
+
+
+def draw_detections(image: Image.Image, detections: list[dict[str, Any]]) -> Image.Image:
+  """The boxes scoring at least ``DRAW_THRESHOLD``, each with its class name and score."""
+  image = image.convert("RGB")
+  draw = ImageDraw.Draw(image)
+  for detection in detections:
+    if detection["score"] >= DRAW_THRESHOLD:
+      x1, y1, x2, y2 = detection["box"]
+      draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=max(2, image.width // 300))
+      draw.text((x1 + 3, y1 + 2), f"{detection['class']} {detection['score']:.2f}", fill=(255, 255, 255))
+  return image
+
+
+def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
+                  options: PredictOptions) -> Prediction:
+  task, model, variables = weights.load_for_inference(config, checkpoint)
+  evaluate = tasks.recipes()[config.data.preprocess].build(config.data)[1]
+  count = config.data.max_objects
+  no_objects = {"num_objects": np.int32(0), "boxes": np.zeros((count, 4), np.float32),
+                "labels": np.zeros(count, np.int64), "is_crowd": np.zeros(count, bool),
+                "areas": np.zeros(count, np.float32), "object_ids": np.zeros(count, np.int64)}
+
+  @jax.jit
+  def detect(variables, batch):
+    return task.detections(model.apply(variables, batch["image"], train=False), batch)
+
+  os.makedirs(options.output_dir, exist_ok=True)
+  names, category_ids = task.class_set.names, task.class_set.category_ids
+  results, coco_results, errors = [], [], {}
+  for index, path in enumerate(metric_writer.progress(paths, "detecting objects")):
+    with reporting_failures(path, errors):
+      encoded = files.path(path).read_bytes()
+      example = evaluate({"image": tf.constant(encoded), "image_id": np.int64(0), **no_objects})
+    if path in errors:
+      continue
+    batch = {key: example[key].numpy()[None] for key in ("image", "image_size")}
+    found = jax.tree.map(lambda x: np.asarray(x[0]), detect(variables, batch))
+    boxes = found.boxes / np.tile(example["scale"].numpy(), 2)
+    detections = [{"class": names[label], "score": round(float(score), 4),
+                   "box": [round(float(v), 2) for v in box]}
+                  for box, score, label in zip(boxes[found.valid], found.scores[found.valid],
+                                               found.labels[found.valid])]
+    image_id = _image_id(path, index)
+    coco_results += [{"image_id": image_id, "category_id": int(category_ids[label]),
+                      "bbox": [float(v) for v in xywh], "score": float(score)}
+                     for xywh, score, label in zip(xyxy_to_xywh(boxes[found.valid].astype(np.float64)),
+                                                   found.scores[found.valid], found.labels[found.valid])]
+    drawn = os.path.join(options.output_dir, f"{os.path.splitext(os.path.basename(path))[0]}_boxes.png")
+    with Image.open(io.BytesIO(encoded)) as image:
+      draw_detections(image, detections).save(drawn)
+    results.append({"file": path, "image_id": image_id, "drawn": drawn, "detections": detections})
+  coco_path = os.path.join(options.output_dir, "coco_results.json")
+  with open(coco_path, "w", encoding="utf-8") as f:
+    json.dump(coco_results, f)
+  lines = [f"{r['file']}: " + (", ".join(f"{d['class']} {d['score']:.2f}" for d in r["detections"][:5]) or "nothing")
+           for r in results]
+  lines.append(f"drew the boxes of {len(results)} image(s) into {options.output_dir}; COCO results: {coco_path}")
+  return Prediction(results, lines, errors)
