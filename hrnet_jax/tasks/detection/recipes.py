@@ -53,7 +53,7 @@ class Detection:
     boxes = tf.clip_by_value(example["boxes"] * tf.tile(scale, [2]), 0.0, limits)
     return image, boxes, scale
 
-  def _check_canvas(self, image: tf.Tensor) -> tf.Tensor:
+  def _into_canvas(self, image: tf.Tensor) -> tf.Tensor:
     size = tf.shape(image)[:2]
     message = f"a resized image does not fit data.canvas {self.canvas}; raise it (or lower data.image_scale)"
     with tf.control_dependencies([tf.debugging.assert_less_equal(size, tf.constant(self.canvas), message=message)]):
@@ -77,12 +77,12 @@ class Detection:
       image = tf.where(flipped, image[:, ::-1], image)
       boxes = tf.where(flipped, tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1),
                        boxes)
-    return {"image": self._check_canvas(image), **self._objects(example, boxes)}
+    return {"image": self._into_canvas(image), **self._objects(example, boxes)}
 
   def evaluate(self, example: Example) -> Example:
     image, _, scale = self._resized(example, self.short)
     present = tf.range(tf.shape(example["boxes"])[0]) < tf.cast(example["num_objects"], tf.int32)
-    return {"image": self._check_canvas(image), "image_id": tf.cast(example["image_id"], tf.int64), "scale": scale,
+    return {"image": self._into_canvas(image), "image_id": tf.cast(example["image_id"], tf.int64), "scale": scale,
             "image_size": tf.shape(image)[:2],
             # The ground truth as stored (original pixels), for evaluation without an annotation file.
             "gt_boxes": example["boxes"], "gt_labels": tf.cast(example["labels"], tf.int32),
