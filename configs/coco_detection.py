@@ -6,7 +6,7 @@
 
 FCOS follows MMDetection's ``configs/hrnet/fcos_hrnetv2p_w{18,32}_gn-head_4x4_{1x,2x}_coco.py`` (and
 ``..._mstrain_640-800_4x4_2x``): HRFPN with stride 2 (strides 8 ... 128, 256 channels), the GroupNorm head, images
-resized to (1333, 800) keeping the ratio (multiscale: the short side in 640 ... 800), flipped, in BGR order with
+resized to (1333, 800) keeping the ratio (multiscale: the short side 640 or 800), flipped, in BGR order with
 the BGR mean and std, batch 16 (4 GPUs x 4), SGD lr 0.01, momentum 0.9, weight decay 1e-4, gradient clipping at 35,
 x0.1 at epochs 8 and 11 of 12 (2x: 16 and 22 of 24). Not yet as MMDetection: its warm-up (500 steps at 1/3 of the
 rate; here linear from 0 over as many steps), its bias learning rate x2 without weight decay (here: no weight
@@ -63,7 +63,7 @@ def get_config(arg=None):
   if head == "fcos":
     epochs, milestones = SCHEDULES[options.schedule]
     config.data.bgr = True
-    config.data.short_side_range = (640, 800) if options.multiscale else ()
+    config.data.short_sides = (640, 800) if options.multiscale else ()
     config.global_batch_size = 16
     config.num_epochs = epochs
     config.optimizer.update(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4,
@@ -80,7 +80,7 @@ def get_config(arg=None):
     config.model.overrides = {"head": head, "num_classes": 4, "fpn_channels": 32, "fcos_channels": 32} \
         if head == "fcos" else {"head": head, "num_classes": 4, "centernet_channels": 32}
     config.data.update(name="synthetic_objects", classes="synthetic_objects", image_scale=(128, 128),
-                       canvas=(128, 128), max_objects=8, short_side_range=(), bgr=False, annotation_file="")
+                       canvas=(128, 128), max_objects=8, short_sides=(), bgr=False, annotation_file="")
     config.global_batch_size = 16
     config.eval_batch_size = 64
     config.num_epochs = 4

@@ -63,6 +63,10 @@ def test_ground_truth_given_as_predictions_scores_box_and_mask_ap_1(coco_fixture
   stats = evaluator.evaluate(coco_fixture, ("bbox", "segm"))
   assert stats["bbox/AP"] == pytest.approx(1.0) and stats["segm/AP"] == pytest.approx(1.0)
   assert stats["bbox/AP50"] == pytest.approx(1.0) and stats["segm/AR100"] == pytest.approx(1.0)
+  # Only the images evaluated count: one image's ground truth as its predictions still scores 1.0.
+  one_image = coco_eval.DetectionEvaluator(category_ids=[1])
+  add_per_image(one_image, [a for a in annotations if a["image_id"] == 785])
+  assert one_image.evaluate(coco_fixture)["bbox/AP"] == pytest.approx(1.0)
 
 
 def test_a_real_detections_file_scores_what_pycocotools_gives_directly(coco_fixture):
@@ -313,6 +317,10 @@ def test_the_detection_recipe_resizes_flips_and_pads_as_mmdetection():
     boxes.add(tuple(out["boxes"].numpy()[0].tolist()))  # scaled x2 (120 / 60), flipped in the 160-wide image
     assert not out["image"].numpy()[120:].any() and not out["image"].numpy()[:, 160:].any()  # zero padding
   assert boxes == {(20, 20, 60, 40), (100, 20, 140, 40)}
+  multi_scale, _ = recipes.detection(tasks.recipes()["detection"].data_config(
+      image_scale=(160, 120), short_sides=(120, 60), canvas=(128, 192), max_objects=3, flip=False))
+  heights = {multi_scale(example, tf.constant([seed, 0]))["boxes"].numpy()[0, 3] for seed in range(8)}
+  assert heights == {40.0, 20.0}  # short side 120 (x2) or 60 (x1), as multiscale_mode='value'
   out = evaluate(example)
   assert out["image_size"].numpy().tolist() == [120, 160] and out["scale"].numpy().tolist() == [2.0, 2.0]
   assert out["gt_present"].numpy().tolist() == [True, True, False]

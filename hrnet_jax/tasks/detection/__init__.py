@@ -25,7 +25,7 @@ DETECTION = Recipe(
     "detection", make="hrnet_jax.tasks.detection.recipes:detection", keys=_keys,
     defaults={"classes": "synthetic_objects",  # the class set (label_sets.CLASS_SETS)
               "image_scale": (128, 128),  # MMDetection's img_scale (long, short): COCO (1333, 800)
-              "short_side_range": (),  # (low, high): training draws the short side from it (multi-scale)
+              "short_sides": (),  # training draws the short side from these (multi-scale); () uses image_scale's
               "canvas": (128, 128),  # every image is padded into this (h, w)
               "max_objects": 8,  # the dataset's padded object count
               "flip": True,

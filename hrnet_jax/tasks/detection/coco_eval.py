@@ -42,6 +42,7 @@ class DetectionEvaluator:
   def __init__(self, category_ids: Sequence[int]):
     self.category_ids = np.asarray(category_ids)
     self.results: list[dict[str, Any]] = []
+    self.image_ids: set[int] = set()  # every image evaluated, with detections or not
 
   def add(self, image_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
           valid: np.ndarray, masks: np.ndarray | None = None) -> None:
@@ -49,6 +50,7 @@ class DetectionEvaluator:
     ``valid`` [B, K] (the padded detector outputs); ``masks`` [B, K, H, W] binary, in the original image size
     (which may differ per image: then a list of [K, H_i, W_i])."""
     for b, image_id in enumerate(np.asarray(image_ids)):
+      self.image_ids.add(int(image_id))
       keep = np.flatnonzero(np.asarray(valid[b]))
       xywh = xyxy_to_xywh(np.asarray(boxes[b], np.float64)[keep])
       entries = [{"image_id": int(image_id), "category_id": int(self.category_ids[labels[b][k]]),
@@ -60,9 +62,10 @@ class DetectionEvaluator:
       self.results += entries
 
   def evaluate(self, ground_truth: COCO, iou_types: Sequence[str] = ("bbox",)) -> dict[str, float]:
-    """``{"bbox/AP": ..., "segm/AP50": ...}`` in [0, 1] for each of ``iou_types``; each summary is logged."""
+    """``{"bbox/AP": ..., "segm/AP50": ...}`` in [0, 1] for each of ``iou_types``, over the images given to
+    ``add`` only (a sliced eval split is not scored against the whole annotation file); each summary is logged."""
     return {f"{iou_type}/{name}": value for iou_type in iou_types
-            for name, value in evaluate(ground_truth, self.results, iou_type).items()}
+            for name, value in evaluate(ground_truth, self.results, iou_type, sorted(self.image_ids)).items()}
 
 
 def ground_truth(examples: dict[str, np.ndarray], names: Sequence[str], category_ids: Sequence[int]) -> COCO:
@@ -80,8 +83,11 @@ def ground_truth(examples: dict[str, np.ndarray], names: Sequence[str], category
                               "categories": [{"id": int(i), "name": n} for i, n in zip(category_ids, names)]})
 
 
-def evaluate(ground_truth: COCO, results: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, float]:
-  """``COCOeval(ground_truth, results, iou_type)``'s stats by name (0 for every stat when nothing was detected)."""
+def evaluate(ground_truth: COCO, results: list[dict[str, Any]], iou_type: str = "bbox",
+             image_ids: Sequence[int] | None = None) -> dict[str, float]:
+  """``COCOeval(ground_truth, results, iou_type)``'s stats by name, over ``image_ids`` (all of the ground truth's
+  when None), as MMDetection sets ``params.imgIds``; 0 for every stat when nothing was detected."""
   if not results:
     return {name: 0.0 for name in STAT_NAMES}
-  return dict(zip(STAT_NAMES, map(float, coco_api.cocoeval_stats(ground_truth, results, iou_type))))
+  params = {} if image_ids is None else {"imgIds": list(image_ids)}
+  return dict(zip(STAT_NAMES, map(float, coco_api.cocoeval_stats(ground_truth, results, iou_type, **params))))

@@ -2,12 +2,12 @@
 
 ``Resize(img_scale=(long, short), keep_ratio=True)``: the image scaled by ``min(long / its long side, short / its
 short side)``, each side rounded (``int(x + 0.5)``), bilinear; boxes scaled by the per-axis ratio actually applied
-and clipped to the image. Training flips horizontally with probability 0.5 (``multiscale``: the short side drawn
-uniformly from ``short_side_range``, as ``multiscale_mode='range'``). Then ImageNet normalisation (RGB) and padding
+and clipped to the image. Training flips horizontally with probability 0.5 (``short_sides``: the short side drawn
+from these values, as ``multiscale_mode='value'`` of the multi-scale FCOS configs). Then ImageNet normalisation (RGB) and padding
 to the fixed ``canvas`` with zeros (after normalisation, as ``Normalize`` then ``Pad``); ``bgr`` reverses the channels
 as MMDetection's HRNet FCOS configs do (``to_rgb=False`` with the BGR mean and std). Objects stay padded to the
-dataset's fixed count: ``box_valid`` marks the real, non-crowd ones with a box of at least 1 x 1 pixel (crowd
-regions and smaller boxes are ignored in training, as ``CocoDataset._parse_ann_info``). Evaluation adds what maps
+dataset's fixed count: ``box_valid`` marks the real, non-crowd ones whose stored box is at least 1 x 1 pixel with a
+positive area (crowd regions and smaller boxes are ignored in training, as ``CocoDataset._parse_ann_info``). Evaluation adds what maps
 predictions back (the image id, the scale applied per axis, the resized size for clipping) and the stored ground
 truth in original pixels, from which evaluation builds COCO's index when no annotation file is given.
 """
@@ -35,7 +35,7 @@ class Detection:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.long, self.short = config.image_scale
-    self.short_range = tuple(config.short_side_range)
+    self.short_sides = tuple(config.short_sides)
     self.canvas = tuple(config.canvas)
     self.flip = config.flip
     self.bgr = config.bgr
@@ -60,16 +60,16 @@ class Detection:
       return tf.ensure_shape(pad_to(image, *self.canvas, 0.0), [*self.canvas, 3])
 
   def _objects(self, example: Example, boxes: tf.Tensor) -> Example:
-    sizes = boxes[:, 2:] - boxes[:, :2]
+    sizes = example["boxes"][:, 2:] - example["boxes"][:, :2]  # as stored, before resizing
     present = tf.range(tf.shape(boxes)[0]) < tf.cast(example["num_objects"], tf.int32)
-    valid = present & ~example["is_crowd"] & tf.reduce_all(sizes >= 1.0, -1)
+    valid = present & ~example["is_crowd"] & tf.reduce_all(sizes >= 1.0, -1) & (example["areas"] > 0)
     return {"boxes": boxes, "labels": tf.cast(example["labels"], tf.int32), "box_valid": valid}
 
   def train(self, example: Example, seed: tf.Tensor) -> Example:
     short = self.short
-    if self.short_range:
-      short = tf.random.stateless_uniform([], fold_seed(seed, 0), self.short_range[0], self.short_range[1] + 1,
-                                          tf.int32)
+    if self.short_sides:
+      choice = tf.random.stateless_uniform([], fold_seed(seed, 0), 0, len(self.short_sides), tf.int32)
+      short = tf.gather(tf.constant(self.short_sides, tf.int32), choice)
     image, boxes, _ = self._resized(example, short)
     if self.flip:
       flipped = tf.random.stateless_uniform([], fold_seed(seed, 1)) < 0.5
