@@ -105,8 +105,9 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
   Args:
     name: a variant (``hrnet_w18_small_v1`` ... ``hrnet_w64``, ``hrnet_tiny``), an ``HRNetSpec``, or an official
       ``MODEL.EXTRA`` mapping.
-    task: a registered task (``hrnet_jax.tasks.TASKS``): classification, pose, segmentation, landmarks, or the
-      networks without a training task yet, detection (HRFPN) and features (no head).
+    task: a registered task (``hrnet_jax.tasks.TASKS``): classification, pose, segmentation, landmarks,
+      detection (FCOS or CenterNet; ``head='v2p'`` gives the bare HRFPN pyramid), or features (no head, the
+      network without a training task).
     **overrides: the output count (``num_classes``, ``num_keypoints`` or ``num_landmarks``, by task) and any of
       BACKBONE_OPTIONS / HEAD_OPTIONS, e.g. ``fusion_upsample='bilinear'``, ``head='v1h'``, ``dtype=jnp.bfloat16``.
   """
