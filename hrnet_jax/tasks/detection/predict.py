@@ -1,5 +1,5 @@
 """``python -m hrnet_jax.predict`` for detection: each image's boxes, class names and scores, drawn over the image
-(``<name>_boxes.png``: the detections scoring at least ``DRAW_THRESHOLD``) and written as COCO results
+(``<name>_boxes.png``: the detections scoring at least ``draw.DRAW_THRESHOLD``) and written as COCO results
 (``coco_results.json`` in the output folder: every detection, with the dataset's ``category_id``; a file named
 by a number, as COCO's, gets that number as its ``image_id``, others their position in the list)."""
 
@@ -14,32 +14,18 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from hrnet_jax import files, tasks
 from hrnet_jax.data.image_ops import reporting_failures
 from hrnet_jax.engine import metric_writer, weights
+from hrnet_jax.tasks.detection import draw
 from hrnet_jax.tasks.detection.coco_eval import xyxy_to_xywh
 from hrnet_jax.tasks.spec import Prediction, PredictOptions
-
-DRAW_THRESHOLD = 0.3
-
 
 def _image_id(path: str, index: int) -> int:
   stem = os.path.splitext(os.path.basename(path))[0]
   return int(stem) if stem.isdigit() else index + 1
-
-
-def draw_detections(image: Image.Image, detections: list[dict[str, Any]]) -> Image.Image:
-  """The boxes scoring at least ``DRAW_THRESHOLD``, each with its class name and score."""
-  image = image.convert("RGB")
-  draw = ImageDraw.Draw(image)
-  for detection in detections:
-    if detection["score"] >= DRAW_THRESHOLD:
-      x1, y1, x2, y2 = detection["box"]
-      draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=max(2, image.width // 300))
-      draw.text((x1 + 3, y1 + 2), f"{detection['class']} {detection['score']:.2f}", fill=(255, 255, 255))
-  return image
 
 
 def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
@@ -78,7 +64,8 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
                                                    found.scores[found.valid], found.labels[found.valid])]
     drawn = os.path.join(options.output_dir, f"{os.path.splitext(os.path.basename(path))[0]}_boxes.png")
     with Image.open(io.BytesIO(encoded)) as image:
-      draw_detections(image, detections).save(drawn)
+      draw.draw_boxes(image, [d["box"] for d in detections], [d["score"] for d in detections],
+                      [d["class"] for d in detections]).save(drawn)
     results.append({"file": path, "image_id": image_id, "drawn": drawn, "detections": detections})
   coco_path = os.path.join(options.output_dir, "coco_results.json")
   with open(coco_path, "w", encoding="utf-8") as f:

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
-from hrnet_jax.tasks.detection import centernet, coco_eval, fcos
+from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos
 from hrnet_jax.tasks.detection.label_sets import CLASS_SETS, ClassSet
 
 HEADS = ("fcos", "centernet")
@@ -140,16 +140,12 @@ class DetectionTask(Task):
             "valid": found.valid[:, :10]}
 
   def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
-    """The 10 best detections above score 0.3: boxes and class names."""
+    """The 10 best detections (those scoring at least ``draw.DRAW_THRESHOLD``): boxes and class names."""
     scale = max(1, 256 // max(image.size))
-    image = enlarged(image).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for box, score, label, valid in zip(preview["boxes"], preview["scores"], preview["labels"], preview["valid"]):
-      if valid and score >= 0.3:
-        x1, y1, x2, y2 = (float(v) * scale for v in box)
-        draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=2)
-        draw.text((x1 + 2, y1 + 1), f"{self.class_set.names[int(label)]} {score:.2f}", fill=(255, 255, 255))
-    return image
+    valid = np.asarray(preview["valid"], bool)
+    return draw.draw_boxes(enlarged(image), np.asarray(preview["boxes"])[valid] * scale,
+                           np.asarray(preview["scores"])[valid],
+                           [self.class_set.names[int(k)] for k in np.asarray(preview["labels"])[valid]])
 
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     count = self.config.data.max_objects
