@@ -20,7 +20,7 @@ from conftest import shared_path
 from helpers import REPO, run_module, tensorboard_contents
 from hrnet_jax import coco_api, tasks
 from hrnet_jax.engine import config_lib, metric_writer, trainer
-from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, synthetic
+from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, label_sets, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +293,106 @@ def test_synthetic_objects_are_labelled_by_their_visible_parts():
       owner[mask > 0] = k + 1
     assert not example["rles"][count:].any() and not example["areas"][count:].any()  # the padding is empty
   assert 0 < crowded < 15  # about one image in ten
+
+
+def uncompressed_rle(mask):
+  """COCO's uncompressed RLE (crowd annotations): run lengths of the column-major mask, starting with zeros."""
+  flat = np.asarray(mask, np.uint8).flatten(order="F")
+  changes = np.flatnonzero(np.diff(flat)) + 1
+  runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
+  return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+
+
+@pytest.fixture(scope="module")
+def coco_instances(tmp_path_factory):
+  """The real fixture laid out as the official download (both splits), with what COCO also holds added: a
+  second category, a crowd region (uncompressed RLE), a box outside its image, one thinner than a pixel, and an
+  image without annotations; built with the prepare command."""
+  from hrnet_jax.data import prepare  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  fixture = shared_path("data", "coco")
+  content = json.loads((fixture / "test_coco.json").read_text())
+  content["categories"].append({"id": 2, "name": "bicycle", "supercategory": "vehicle"})
+  crowd = np.zeros((333, 500), np.uint8)
+  crowd[100:150, 200:300] = 1
+  square = [[10.0, 20.0, 40.5, 20.0, 40.5, 60.0, 10.0, 60.0]]
+  content["annotations"] += [
+      {"id": 9001, "image_id": 785, "category_id": 2, "iscrowd": 0, "bbox": [10.0, 20.0, 30.5, 40.0],
+       "area": 1220.0, "segmentation": square},
+      {"id": 9002, "image_id": 40083, "category_id": 1, "iscrowd": 1, "bbox": [200.0, 100.0, 100.0, 50.0],
+       "area": 5000.0, "segmentation": uncompressed_rle(crowd)},
+      {"id": 9003, "image_id": 785, "category_id": 1, "iscrowd": 0, "bbox": [700.0, 10.0, 20.0, 20.0],
+       "area": 400.0, "segmentation": [[700, 10, 720, 10, 720, 30]]},  # outside the 640-wide image
+      {"id": 9004, "image_id": 785, "category_id": 1, "iscrowd": 0, "bbox": [5.0, 5.0, 0.5, 10.0],
+       "area": 5.0, "segmentation": [[5, 5, 5.5, 5, 5.5, 15]]}]  # under a pixel wide
+  content["images"].append(dict(content["images"][0], id=1, file_name="000000000001.jpg"))
+  manual = tmp_path_factory.mktemp("coco_instances_manual")
+  (manual / "annotations").mkdir()
+  for split in ("train2017", "val2017"):
+    (manual / "annotations" / f"instances_{split}.json").write_text(json.dumps(content))
+    (manual / split).mkdir()
+    for image in fixture.glob("*.jpg"):
+      (manual / split / image.name).symlink_to(image)
+    (manual / split / "000000000001.jpg").symlink_to(fixture / "000000000785.jpg")
+  data_dir = str(tmp_path_factory.mktemp("coco_instances_tfds"))
+  prepare.prepare("coco_instances", data_dir, str(manual))
+  return data_dir, str(manual / "annotations" / "instances_val2017.json")
+
+
+def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_and_mask(coco_instances):
+  from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  data_dir, annotation_file = coco_instances
+  truth = coco_api.read(annotation_file, "the test file")
+  validation, names = sources.open_source("coco_instances", "validation", data_dir)
+  train, _ = sources.open_source("coco_instances", "train", data_dir)
+  assert names == ["person", "bicycle"]
+  examples = [validation[i] for i in range(len(validation))]
+  assert [e["image_id"] for e in examples] == [1, 785, 40083, 196141, 197388]
+  assert sorted(train[i]["image_id"] for i in range(len(train))) == [785, 40083, 196141, 197388]  # no empty image
+  kept = 0
+  for example in examples:
+    image = truth.imgs[int(example["image_id"])]
+    shape = tf.io.decode_jpeg(example["image"], channels=3).shape
+    assert shape == (image["height"], image["width"], 3)
+    annotations = [a for a in truth.imgToAnns.get(image["id"], []) if a["id"] not in (9003, 9004)]
+    count = int(example["num_objects"])
+    assert count == len(annotations)
+    for k, annotation in enumerate(annotations):
+      x, y, w, h = annotation["bbox"]
+      np.testing.assert_allclose(example["boxes"][k], [x, y, x + w, y + h], rtol=1e-6)
+      assert example["labels"][k] == annotation["category_id"] - 1  # the file's categories in id order
+      assert example["is_crowd"][k] == annotation["iscrowd"] and example["object_ids"][k] == annotation["id"]
+      assert example["areas"][k] == pytest.approx(annotation["area"])
+      mask = mask_utils.decode({"size": [image["height"], image["width"]], "counts": example["rles"][k]})
+      np.testing.assert_array_equal(mask, truth.annToMask(annotation))
+    assert not example["rles"][count:].any() and not example["boxes"][count:].any()
+    kept += count
+  assert kept == 16  # the fixture's 14 people, the bicycle and the crowd region
+
+  # The stored objects, given back as detections (labels -> COCO's category_id through the class set), score 1.0
+  # against the file less the two unusable boxes: every id survives the round trip.
+  usable = dict(truth.dataset, annotations=[a for a in truth.dataset["annotations"] if a["id"] not in (9003, 9004)])
+  evaluator = coco_eval.DetectionEvaluator(category_ids=label_sets.CLASS_SETS["coco"].category_ids)
+  for example in examples:
+    image = truth.imgs[int(example["image_id"])]
+    keep = ~example["is_crowd"] & (np.arange(len(example["boxes"])) < example["num_objects"])
+    masks = np.zeros((len(keep), image["height"], image["width"]), np.uint8)
+    for k in np.flatnonzero(keep):
+      masks[k] = mask_utils.decode({"size": [image["height"], image["width"]], "counts": example["rles"][k]})
+    evaluator.add(np.array([example["image_id"]]), example["boxes"][None], np.ones((1, len(keep))),
+                  example["labels"][None], keep[None], masks[None])
+  stats = evaluator.evaluate(coco_api.coco_index(usable), ("bbox", "segm"))
+  assert stats["bbox/AP"] == pytest.approx(1.0) and stats["segm/AP"] == pytest.approx(1.0)
+
+
+def test_a_dataset_whose_classes_are_not_the_class_sets_is_one_error():
+  coco = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18")))
+  coco.check_dataset(["person", "bicycle"])  # COCO's first two classes
+  tiny = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny")))
+  with pytest.raises(ValueError, match=r"the dataset's label 0 is 'person' but class set 'synthetic_objects'"):
+    tiny.check_dataset(["person", "bicycle"])
+  with pytest.raises(ValueError, match=r"label 1 is 'car' but class set 'coco' \(data.classes\) has 'bicycle'"):
+    coco.check_dataset(["person", "car"])
 
 
 def test_the_detection_recipe_resizes_flips_and_pads_as_mmdetection():

@@ -53,7 +53,7 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
 def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: str | None = None,
                 labelled_only: bool = False) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
   """A random-access source of raw examples (images left encoded, decoded later in tf.data) and the class names
-  (None when the dataset has no class label). ``labelled_only``: only the examples with labelled keypoints (a
+  (of the class label, else the metadata's ``class_names``; None when the dataset has neither). ``labelled_only``: only the examples with labelled keypoints (a
   dataset that stores them first and counts them in its metadata, as ``coco_keypoints``)."""
   if name == IMAGE_FOLDER:
     return _open_image_folder(split, data_dir)
@@ -65,6 +65,8 @@ def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: 
                  if isinstance(feature, tfds.features.Image)}
   label = dataset.info.features["label"] if "label" in dataset.info.features else None
   names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
+  if names is None and dataset.info.metadata:  # datasets whose classes are not one label per example (detection)
+    names = dataset.info.metadata.get("class_names")
   if labelled_only:
     counts = dataset.info.metadata.get("labelled", {}) if dataset.info.metadata else {}
     if split not in counts:

@@ -48,6 +48,7 @@ TASK = TaskSpec(
                                "max_detections": 100},
             "data": {"annotation_file": ""}},  # COCO's ground truth; "" builds it from the eval examples
     recipes=(DETECTION,),
-    builders={"synthetic_objects": "hrnet_jax.tasks.detection.builder:SyntheticObjects"},
+    builders={"synthetic_objects": "hrnet_jax.tasks.detection.builder:SyntheticObjects",
+              "coco_instances": "hrnet_jax.tasks.detection.coco_builder:CocoInstances"},
     predict="hrnet_jax.tasks.detection.predict:predict_boxes",
 )

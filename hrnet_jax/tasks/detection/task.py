@@ -78,10 +78,17 @@ class DetectionTask(Task):
     return CLASS_SETS[self.config.data.classes]
 
   def check_dataset(self, class_names: list[str] | None) -> None:
-    del class_names  # the dataset's classes are its class set's
+    """The model predicts the class set's classes, and each of the dataset's labels (``class_names``, from its
+    metadata) is the class set's class of that label (a file may hold only the first few, as the fixture)."""
+    name = self.config.data.classes
     if self.output_count() != self.class_set.count:
-      raise ValueError(f"the model predicts {self.output_count()} classes but class set "
-                       f"{self.config.data.classes!r} has {self.class_set.count}; set model.overrides.num_classes")
+      raise ValueError(f"the model predicts {self.output_count()} classes but class set {name!r} has "
+                       f"{self.class_set.count}; set model.overrides.num_classes")
+    for label, dataset_name in enumerate(class_names or ()):
+      expected = self.class_set.names[label] if label < self.class_set.count else None
+      if dataset_name != expected:
+        raise ValueError(f"the dataset's label {label} is {dataset_name!r} but class set {name!r} (data.classes) "
+                         f"has {expected!r} there; the dataset's classes are {list(class_names)}")
 
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as

@@ -1,0 +1,119 @@
+"""COCO instances: a tfds builder from the official files, one example per image.
+
+Manual directory (``--manual_dir``), as downloaded from cocodataset.org::
+
+    MANUAL_DIR/annotations/instances_train2017.json
+    MANUAL_DIR/annotations/instances_val2017.json
+    MANUAL_DIR/train2017/000000000009.jpg ...
+    MANUAL_DIR/val2017/000000000139.jpg ...
+
+Objects are read as MMDetection v2's ``CocoDataset._parse_ann_info`` reads them: an annotation whose box does not
+overlap the image, has zero area or is under 1 pixel wide or high is dropped; the others keep their absolute box
+(``[x, y, x + w, y + h]``, no "+1"), the contiguous label (the file's categories in ``id`` order: COCO's 80 give
+0..79), ``iscrowd`` (crowd regions are ignored in training and evaluation), the float area, the annotation id and
+the instance mask (polygons and RLE, as pycocotools' ``annToRLE``, stored as compressed RLE ``counts``). The class
+names and ``category_id``s are kept in the dataset's metadata. ``validation`` keeps every image (the evaluation set
+is the whole file); ``train`` keeps the images with at least one annotation, as MMDetection's ``filter_empty_gt``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+from pycocotools.coco import COCO
+
+from hrnet_jax import coco_api
+from hrnet_jax.tasks.detection.builder import object_features
+
+MAX_OBJECTS = 100  # COCO 2017 has at most 93 annotations in an image
+SPLIT_FILES = {"train": "train2017", "validation": "val2017"}
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Download from https://cocodataset.org/#download: 2017 Train images, 2017 Val images and 2017 Train/Val
+annotations; unpack them so that MANUAL_DIR holds annotations/instances_{train,val}2017.json and the train2017/
+and val2017/ image folders. A split whose annotation file is missing is not built."""
+
+
+def annotation_file(manual_dir: str, split: str) -> str:
+  return os.path.join(manual_dir, "annotations", f"instances_{SPLIT_FILES[split]}.json")
+
+
+def usable(annotation: dict[str, Any], width: int, height: int) -> bool:
+  """MMDetection's test: the box overlaps the image, has a positive area and is at least 1 x 1 pixel."""
+  x, y, w, h = annotation["bbox"]
+  overlap_w = max(0.0, min(x + w, width) - max(x, 0.0))
+  overlap_h = max(0.0, min(y + h, height) - max(y, 0.0))
+  return overlap_w * overlap_h > 0 and annotation["area"] > 0 and w >= 1 and h >= 1
+
+
+def image_objects(coco: COCO, image: dict[str, Any], labels: dict[int, int]) -> tuple[dict[str, Any], int]:
+  """One image's usable objects padded to ``MAX_OBJECTS`` (``object_features``) and how many it had beyond."""
+  kept = [a for a in coco.imgToAnns.get(image["id"], []) if usable(a, image["width"], image["height"])]
+  extra = max(0, len(kept) - MAX_OBJECTS)
+  kept = kept[:MAX_OBJECTS]
+  objects = {"boxes": np.zeros((MAX_OBJECTS, 4), np.float32), "labels": np.zeros(MAX_OBJECTS, np.int64),
+             "is_crowd": np.zeros(MAX_OBJECTS, bool), "areas": np.zeros(MAX_OBJECTS, np.float32),
+             "object_ids": np.zeros(MAX_OBJECTS, np.int64), "rles": np.full(MAX_OBJECTS, b"", object)}
+  for k, annotation in enumerate(kept):
+    x, y, w, h = annotation["bbox"]
+    objects["boxes"][k] = [x, y, x + w, y + h]
+    objects["labels"][k] = labels[annotation["category_id"]]
+    objects["is_crowd"][k] = bool(annotation.get("iscrowd", 0))
+    objects["areas"][k] = annotation["area"]
+    objects["object_ids"][k] = annotation["id"]
+    counts = coco.annToRLE(annotation)["counts"]  # polygons, uncompressed and compressed RLE alike
+    objects["rles"][k] = counts.encode() if isinstance(counts, str) else counts
+  return {"image_id": image["id"], "num_objects": len(kept), **objects}, extra
+
+
+class CocoInstances(tfds.core.GeneratorBasedBuilder):
+  """COCO 2017 instances (boxes, classes, masks), one example per image."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First version."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=__doc__,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            **object_features(MAX_OBJECTS)}),
+        metadata=tfds.core.MetadataDict(),
+        disable_shuffling=True)  # stored in image-id order (training draws its own order)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    splits = {}
+    for split, folder in SPLIT_FILES.items():
+      path = annotation_file(manual_dir, split)
+      if not os.path.exists(path):
+        continue
+      coco = coco_api.read(path, "annotation file")
+      categories = sorted(coco.dataset["categories"], key=lambda category: category["id"])
+      names, ids = [c["name"] for c in categories], [c["id"] for c in categories]
+      if self.info.metadata.setdefault("category_ids", ids) != ids:
+        raise ValueError(f"{path} has other categories than the other split's: {names}")
+      self.info.metadata["class_names"] = names
+      splits[split] = self._generate_examples(coco, os.path.join(manual_dir, folder), split == "train",
+                                              {category_id: label for label, category_id in enumerate(ids)})
+    if not splits:
+      raise FileNotFoundError(f"no annotations/instances_*2017.json in {manual_dir}; {MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return splits
+
+  def _generate_examples(self, coco: COCO, image_dir: str, annotated_only: bool,
+                         labels: dict[int, int]) -> Iterator[tuple[int, dict]]:
+    truncated = 0
+    for image_id in sorted(coco.imgs):
+      if annotated_only and not coco.imgToAnns.get(image_id):
+        continue
+      image = coco.imgs[image_id]
+      objects, extra = image_objects(coco, image, labels)
+      truncated += bool(extra)
+      yield image_id, {**objects, "image": os.path.join(image_dir, image["file_name"])}
+    if truncated:
+      logging.warning("%d images in %s have more than %d usable objects; their first %d are kept", truncated,
+                      image_dir, MAX_OBJECTS, MAX_OBJECTS)
