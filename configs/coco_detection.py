@@ -7,11 +7,11 @@
 FCOS follows MMDetection's ``configs/hrnet/fcos_hrnetv2p_w{18,32}_gn-head_4x4_{1x,2x}_coco.py`` (and
 ``..._mstrain_640-800_4x4_2x``): HRFPN with stride 2 (strides 8 ... 128, 256 channels), the GroupNorm head, images
 resized to (1333, 800) keeping the ratio (multiscale: the short side 640 or 800), flipped, in BGR order with
-the BGR mean and std, batch 16 (4 GPUs x 4), SGD lr 0.01, momentum 0.9, weight decay 1e-4, gradient clipping at 35,
-x0.1 at epochs 8 and 11 of 12 (2x: 16 and 22 of 24). Not yet as MMDetection: its warm-up (500 steps at 1/3 of the
-rate; here linear from 0 over as many steps), its bias learning rate x2 without weight decay (here: no weight
-decay on biases and norms, the rate as the weights'), and its size-divisor padding (here: one fixed canvas of
-1344 x 1344, so portrait and landscape images both fit).
+the BGR mean and std, batch 16 (4 GPUs x 4), SGD lr 0.01, momentum 0.9, weight decay 1e-4 (none on conv biases,
+whose rate is x2), gradient clipping at 35, a constant warm-up of 500 steps at 1/3 of the rate, x0.1 at epochs 8
+and 11 of 12 (2x: 16 and 22 of 24); the backbone's BatchNorm frozen in inference mode (``norm_eval``, MMDetection's
+HRNet default). Not as MMDetection: its size-divisor padding (here: one fixed canvas of 1344 x 1344, so portrait and
+landscape images both fit).
 
 COCO val2017 box AP of MMDetection's models (single scale, 1333 x 800):
 
@@ -50,7 +50,7 @@ def get_config(arg=None):
   head, width = options.variant.split("_")
   config = config_lib.base_config("detection", "detection")
   config.model.name = f"hrnet_{width}"
-  config.model.overrides = {"head": head, "num_classes": 80}
+  config.model.overrides = {"head": head, "num_classes": 80, "norm_eval": head == "fcos"}
   config.data.update(name="coco_instances", train_split="train", eval_split="validation",
                      manual_dir=options.coco_dir, classes="coco", image_scale=(1333, 800), canvas=(1344, 1344),
                      max_objects=100)
@@ -67,8 +67,10 @@ def get_config(arg=None):
     config.global_batch_size = 16
     config.num_epochs = epochs
     config.optimizer.update(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4,
-                            weight_decay_mask="kernels", grad_clip_norm=35.0)
-    config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, milestones=milestones, decay_factor=0.1)
+                            weight_decay_mask="no_layer_bias", bias_lr_multiplier=2.0, grad_clip_norm=35.0)
+    # 117266: the train2017 images with annotations (the train split); warm-up by steps, as MMDetection's.
+    config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, warmup="constant", warmup_ratio=1 / 3,
+                           milestones=milestones, decay_factor=0.1)
   else:
     config.data.update(image_scale=(512, 512), canvas=(512, 512))
     config.global_batch_size = 32

@@ -15,6 +15,7 @@ from hrnet_jax import compilation, summary
 from hrnet_jax.model import count_parameters, layers, scan_layout
 from hrnet_jax.model import summary as model_summary
 from conftest import shared_path
+from helpers import random_variables
 
 OFFICIAL_CLS_PARAMS = {
     "hrnet_w18_small_v1": 13_187_464, "hrnet_w18_small_v2": 15_597_464, "hrnet_w18": 21_299_004,
@@ -215,6 +216,35 @@ def test_bfloat16_keeps_float32_parameters_and_batch_statistics():
   variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
   dtypes = {leaf.dtype for leaf in jax.tree.leaves(variables)}
   assert dtypes == {jnp.dtype(jnp.float32)}
+
+
+def test_norm_eval_trains_batchnorm_scales_on_running_statistics_it_leaves_alone():
+  """MMDetection's ``norm_eval``: in training the backbone's BatchNorm normalises with its running statistics and
+  does not update them; its scale and bias still get gradients. The head's norms (here segmentation's) train."""
+  model = hrnet_jax.create_model("hrnet_tiny", task="segmentation", num_classes=3, norm_eval=True)
+  images = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  variables = random_variables(model, images.shape)
+  variables["params"] = jax.tree.map(lambda p: 0.2 * p, variables["params"])
+  stats = jax.tree_util.tree_map_with_path(  # statistics other than the initial 0 / 1, so that their use shows
+      lambda path, v: 0.1 * v if path[-1].key == "mean" else 1.0 + np.abs(v), variables["batch_stats"])
+  backbone = lambda module, x, train: module.backbone(x, train=train)
+
+  @jax.jit
+  def run(params):
+    def loss(params):
+      logits, state = model.apply({"params": params, "batch_stats": stats}, images, train=True,
+                                  mutable=["batch_stats"])
+      return jnp.sum(logits**2), state["batch_stats"]
+    grads, new_stats = jax.grad(loss, has_aux=True)(params)
+    features = [model.apply({"params": params, "batch_stats": stats}, images, train, method=backbone,
+                            mutable=["batch_stats"])[0] for train in (True, False)]
+    return grads, new_stats, features
+
+  grads, new_stats, (in_training, in_inference) = run(variables["params"])
+  chex.assert_trees_all_equal(new_stats["backbone"], stats["backbone"])
+  assert not np.allclose(new_stats["head"]["last_layer_1"]["mean"], stats["head"]["last_layer_1"]["mean"])
+  assert np.abs(grads["backbone"]["bn1"]["scale"]).max() > 0 and np.abs(grads["backbone"]["bn1"]["bias"]).max() > 0
+  chex.assert_trees_all_close(in_training, in_inference, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("task,size,out_shape", [

@@ -90,6 +90,46 @@ def test_head_learning_rate_multiplier_is_pytorchs_parameter_group_for_exactly_t
                                      "head": {"cls_head": {"kernel": True, "bias": True}}}
 
 
+def test_warmup_starts_at_its_ratio_and_rises_or_stays():
+  constant = optim.learning_rate_schedule(
+      schedule_config(name="step", warmup_epochs=0.5, warmup="constant", warmup_ratio=1 / 3, milestones=(8,)),
+      total_steps=100, steps_per_epoch=10)  # MMDetection's FCOS: 1/3 of the rate for the warm-up, then the rate
+  np.testing.assert_allclose([constant(0), constant(4), constant(5), constant(79), constant(80)],
+                             [0.1 / 3, 0.1 / 3, 0.1, 0.1, 0.01], rtol=1e-6)
+  linear = optim.learning_rate_schedule(schedule_config(name="constant", warmup_epochs=1.0, warmup_ratio=0.5),
+                                        total_steps=100, steps_per_epoch=10)
+  np.testing.assert_allclose([linear(0), linear(5), linear(10)], [0.05, 0.075, 0.1], rtol=1e-6)
+  config = schedule_config(warmup="cosine")
+  with pytest.raises(ValueError, match="warmup"):
+    config_lib.validate(config)
+
+
+def test_bias_learning_rate_and_decay_are_mmdetections_for_conv_biases_only():
+  """FCOS's ``paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.)``: conv/linear biases at lr x 2 without
+  weight decay; norm scales and biases (GroupNorm, BatchNorm) and the rest at lr with decay, as torch.optim.SGD."""
+  config = config_lib.base_config()
+  config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-2,
+                          weight_decay_mask="no_layer_bias", bias_lr_multiplier=2.0)
+  tx = optim.create_optimizer(config, lambda step: 0.1)
+  params = {"conv": {"kernel": jnp.array([2.0, -1.0]), "bias": jnp.array([1.0])},
+            "gn": {"scale": jnp.array([1.5]), "bias": jnp.array([0.5])}, "scale": {"scale": jnp.array([1.0])}}
+  is_bias = {"conv": {"kernel": False, "bias": True}, "gn": {"scale": False, "bias": False},
+             "scale": {"scale": False}}
+  assert optim.layer_bias_mask(params) == is_bias
+  state = tx.init(params)
+  reference = jax.tree.map(np.asarray, params)
+  buffers = jax.tree.map(np.zeros_like, reference)
+  rng = np.random.default_rng(0)
+  for _ in range(3):
+    grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), reference)
+    updates, state = tx.update(jax.tree.map(jnp.asarray, grads), state, params)
+    params = optax.apply_updates(params, updates)
+    buffers = jax.tree.map(lambda b, g, p, bias: 0.9 * b + g + (0.0 if bias else 1e-2) * p, buffers, grads,
+                           reference, is_bias)
+    reference = jax.tree.map(lambda p, b, bias: p - (0.2 if bias else 0.1) * b, reference, buffers, is_bias)
+  chex.assert_trees_all_close(params, reference, rtol=1e-5)
+
+
 OPTIONS_RUN = {"total_steps": 4, "global_batch_size": 16, "eval_batch_size": 128, "log_every": 2,
                "checkpoint_every": 4, "best_metric": "eval/top1", "data.image_size": 32}
 

@@ -105,9 +105,13 @@ def engine_config() -> ml_collections.ConfigDict:
       # The head's learning rate is this times the backbone's, at every step of the schedule (HRNet-OCR's
       # TRAIN.NONBACKBONE_MULT for the parameters of its cls/aux/ocr layers, i.e. exactly the head's).
       "head_lr_multiplier": 1.0,
+      # The conv/linear biases' learning rate is this times the others' (MMDetection's bias_lr_mult: 2 for FCOS).
+      "bias_lr_multiplier": 1.0,
   })
   config.schedule = ml_collections.ConfigDict({
-      "name": "cosine", "warmup_epochs": 0.0, "milestones": (), "decay_factor": 0.1, "power": 0.9})
+      "name": "cosine", "warmup_epochs": 0.0, "milestones": (), "decay_factor": 0.1, "power": 0.9,
+      # The warm-up starts at warmup_ratio x the rate: 'linear' rises to it, 'constant' stays (MMDetection's).
+      "warmup": "linear", "warmup_ratio": 0.0})
   config.accumulation_steps = 1
   config.ema_decay = 0.0  # > 0 keeps an exponential moving average of the parameters, used for evaluation
   config.per_device_bn = False  # True: BatchNorm statistics per device, as PyTorch DDP without SyncBN
@@ -174,6 +178,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   require("optimizer.learning_rate", config.optimizer.learning_rate > 0, "a positive learning rate")
   for key in ("weight_decay", "grad_clip_norm"):
     require(f"optimizer.{key}", config.optimizer[key] >= 0, "0 (off) or a positive value")
+  for key in ("head_lr_multiplier", "bias_lr_multiplier"):
+    require(f"optimizer.{key}", config.optimizer[key] > 0, "a positive factor")
   require("schedule.warmup_epochs", config.schedule.warmup_epochs >= 0, "0 or a positive number of epochs")
   require("ema_decay", 0 <= config.ema_decay < 1, "0 (off) or a decay in (0, 1)")
   require("best_mode", config.best_mode in ("max", "min"), "'max' or 'min'")
@@ -182,7 +188,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require("schedule.milestones", not late, f"epochs between 0 and num_epochs={config.num_epochs} ({late} are not)")
   check_choice("optimizer (--config.optimizer.name)", config.optimizer.name, ("sgd", "adam", "adamw"))
   check_choice("schedule (--config.schedule.name)", config.schedule.name, ("constant", "cosine", "poly", "step"))
-  check_choice("weight_decay_mask", config.optimizer.weight_decay_mask, ("all", "kernels"))
+  check_choice("weight_decay_mask", config.optimizer.weight_decay_mask, ("all", "kernels", "no_layer_bias"))
+  check_choice("warmup (--config.schedule.warmup)", config.schedule.warmup, ("linear", "constant"))
+  require("schedule.warmup_ratio", 0 <= config.schedule.warmup_ratio <= 1, "between 0 and 1")
   for key in ("dtype", "param_dtype"):
     check_choice(f"model.{key}", config.model[key], ("float32", "bfloat16", "float16", "float64"))
   VARIANTS[config.model.name]  # pylint: disable=pointless-statement  (an unknown variant names the known ones)

@@ -17,8 +17,10 @@ from hrnet_jax.registry import unknown_name
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
                            steps_per_epoch: int) -> optax.Schedule:
-  """Warm-up (linear from 0), then 'constant', 'cosine', 'poly' (power ``power``) or 'step' (x ``decay_factor``
-  at each of ``milestones`` epochs)."""
+  """Warm-up, then 'constant', 'cosine', 'poly' (power ``power``) or 'step' (x ``decay_factor`` at each of
+  ``milestones`` epochs, counted from the start). The warm-up (``warmup_epochs``) starts at ``warmup_ratio`` times
+  the rate and rises linearly to it (``warmup='linear'``, from 0 by default) or stays there (``'constant'``, as
+  MMDetection's ``warmup='constant'``)."""
   schedule = config.schedule
   base = config.optimizer.learning_rate
   warmup = int(round(schedule.warmup_epochs * steps_per_epoch))
@@ -38,17 +40,37 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
     raise unknown_name("schedule", name, ["constant", "cosine", "poly", "step"])
   if not warmup:
     return main
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
+  start = base * schedule.warmup_ratio
+  if schedule.warmup == "linear":
+    ramp = optax.linear_schedule(start, base, warmup)
+  elif schedule.warmup == "constant":
+    ramp = optax.constant_schedule(start)
+  else:
+    raise unknown_name("warmup", schedule.warmup, ["linear", "constant"])
+  return optax.join_schedules([ramp, main], [warmup])
+
+
+def layer_bias_mask(params: Any) -> Any:
+  """True for the biases of convolutions and linear layers (a ``bias`` beside a ``kernel``), not of norms."""
+  def mark(tree: Any) -> Any:
+    if not isinstance(tree, dict):
+      return False
+    return {name: (name == "bias" and "kernel" in tree) if not isinstance(value, dict) else mark(value)
+            for name, value in tree.items()}
+  return mark(params)
 
 
 def decay_mask(params: Any, rule: str) -> Any:
-  """Which parameters get weight decay: 'all', or 'kernels' (BatchNorm scales/biases and conv/linear biases
-  excluded, as many recipes do)."""
+  """Which parameters get weight decay: 'all'; 'kernels' (norm scales/biases and conv/linear biases excluded, as
+  many recipes do); or 'no_layer_bias' (all but conv/linear biases: MMDetection's ``bias_decay_mult=0``, norms
+  decayed)."""
   if rule == "all":
     return jax.tree.map(lambda _: True, params)
   if rule == "kernels":
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
-  raise unknown_name("weight_decay_mask", rule, ["all", "kernels"])
+  if rule == "no_layer_bias":
+    return jax.tree.map(lambda is_bias: not is_bias, layer_bias_mask(params))
+  raise unknown_name("weight_decay_mask", rule, ["all", "kernels", "no_layer_bias"])
 
 
 def head_mask(params: Any) -> Any:
@@ -58,7 +80,8 @@ def head_mask(params: Any) -> Any:
 
 def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD (momentum, Nesterov; L2 added to the gradient as PyTorch's ``weight_decay``), Adam (likewise), or AdamW
-  (decoupled decay), after optional global-norm clipping; the head's updates scaled by ``head_lr_multiplier``.
+  (decoupled decay), after optional global-norm clipping; the head's updates scaled by ``head_lr_multiplier``,
+  the conv/linear biases' by ``bias_lr_multiplier`` (MMDetection's ``bias_lr_mult``).
 
   Scaling the final update is PyTorch's parameter group with ``lr * multiplier`` exactly, for each of these
   optimizers: their state does not depend on the learning rate, which multiplies only the update."""
@@ -82,6 +105,8 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
     raise unknown_name("optimizer", name, ["sgd", "adam", "adamw"])
   if opt.head_lr_multiplier != 1.0:
     chain.append(optax.masked(optax.scale(opt.head_lr_multiplier), head_mask))
+  if opt.bias_lr_multiplier != 1.0:
+    chain.append(optax.masked(optax.scale(opt.bias_lr_multiplier), layer_bias_mask))
   return optax.chain(*chain)
 
 

@@ -243,6 +243,9 @@ class HRNetBackbone(nn.Module):
   multi_scale_output: False makes the last module output only the highest-resolution branch (official pose).
   bn_momentum: PyTorch convention (0.1 cls/pose, 0.01 official seg and landmarks).
   conv_init: 'he' or 'normal' (N(0, 0.001), the official dense-task init), see ``layers.CONV_INITS``.
+  norm_eval: BatchNorm in inference mode during training too (running statistics used and left as they are; the
+    scales and biases still train), as MMDetection's HRNet backbone (``norm_eval=True``) under detectors fine-tuned
+    from ImageNet weights with small per-device batches.
   """
   spec: HRNetSpec
   fusion: FusionOptions = FusionOptions()
@@ -251,6 +254,7 @@ class HRNetBackbone(nn.Module):
   multi_scale_output: bool = True
   bn_momentum: float = 0.1
   conv_init: str = "he"
+  norm_eval: bool = False
   scan_repeats: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -259,8 +263,8 @@ class HRNetBackbone(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     if self.fuse_schedule not in ("every", "across", "final"):
       raise ValueError(f"fuse_schedule must be 'every', 'across' or 'final', got {self.fuse_schedule!r}")
-    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init,
-                                      in_loops=self.scan_repeats)
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train and not self.norm_eval,
+                                      self.conv_init, in_loops=self.scan_repeats)
     x = jnp.asarray(x, self.dtype)
     x = nn.relu(norm(name="bn1")(layers.conv3x3(conv, 64, 2, name="conv1")(x)))
     x = nn.relu(norm(name="bn2")(layers.conv3x3(conv, 64, 2, name="conv2")(x)))

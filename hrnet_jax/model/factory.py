@@ -67,7 +67,7 @@ class ModelDefaults:
 
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
-                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "scan_repeats",
+                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "norm_eval", "scan_repeats",
                     "dtype", "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "fpn_levels", "fpn_stride",
                 "fpn_pooling", "head_channels", "final_channels")
@@ -134,7 +134,7 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "fusion_downsample": "strided_conv", "fusion_op": "sum", "fuse_schedule": "every",
              "four_streams": False, "fixed_stage1": defaults.fixed_stage1,
              "bn_momentum": option_default(task, overrides, "bn_momentum"),
-             "conv_init": "he", "scan_repeats": False,
+             "conv_init": "he", "norm_eval": False, "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "fpn_levels": 5,
              "fpn_stride": 1, "fpn_pooling": "avg", "head_channels": (32, 64, 128, 256),
@@ -149,8 +149,8 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
                            options["fusion_op"]),
       fixed_stage1=options["fixed_stage1"], fuse_schedule=options["fuse_schedule"],
       multi_scale_output=options.get("multi_scale_output", multi_scale), bn_momentum=options["bn_momentum"],
-      conv_init=options["conv_init"], scan_repeats=options["scan_repeats"], dtype=options["dtype"],
-      param_dtype=options["param_dtype"])
+      conv_init=options["conv_init"], norm_eval=options["norm_eval"], scan_repeats=options["scan_repeats"],
+      dtype=options["dtype"], param_dtype=options["param_dtype"])
   return HRNet(backbone=backbone, head=_make_head(options, count, defaults.task_heads))
 
 

@@ -138,8 +138,11 @@ class DetectionTask(Task):
     else:
       truth = coco_eval.ground_truth(collected["ground_truth"], self.class_set.names, self.class_set.category_ids)
     stats = collected["evaluator"].evaluate(truth)
-    logging.info("box AP %.4f (single scale, test size %s)", stats["bbox/AP"], tuple(self.config.data.image_scale))
-    return {**{key.replace("/", "_"): value for key, value in stats.items()}, "count": float(sums["count"])}
+    long, short = self.config.data.image_scale
+    logging.info("box AP %.4f (single scale, test size %s)", stats["bbox/AP"], (long, short))
+    # The protocol, stored beside the numbers it produced: one scale, no flip, the test size (long, short).
+    return {**{key.replace("/", "_"): value for key, value in stats.items()}, "count": float(sums["count"]),
+            "num_scales": 1.0, "flip_test": 0.0, "test_long_side": float(long), "test_short_side": float(short)}
 
   def preview(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     found = self.detections(outputs, batch)
