@@ -21,6 +21,7 @@ from helpers import REPO, run_module, tensorboard_contents
 from hrnet_jax import coco_api, tasks
 from hrnet_jax.engine import config_lib, metric_writer, trainer
 from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, label_sets, synthetic
+from hrnet_jax.tasks.detection import task as task_lib
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +275,8 @@ def test_centernet_losses_and_detections():
   found = centernet.centernet_detections(jax.tree.map(lambda x: x[0], ideal), max_detections=5)
   np.testing.assert_allclose(found.boxes[:2], boxes[0], atol=1e-4)
   assert found.labels[:2].tolist() == [1, 2] and float(found.scores[2]) < 0.01
+  shrunk = centernet.centernet_detections(jax.tree.map(lambda x: x[0], ideal._replace(size=-ideal.size)), 5)
+  np.testing.assert_allclose(shrunk.boxes[:2, :2], shrunk.boxes[:2, 2:])  # negative sizes: empty boxes
 
 
 def test_synthetic_objects_are_labelled_by_their_visible_parts():
@@ -293,6 +296,25 @@ def test_synthetic_objects_are_labelled_by_their_visible_parts():
       owner[mask > 0] = k + 1
     assert not example["rles"][count:].any() and not example["areas"][count:].any()  # the padding is empty
   assert 0 < crowded < 15  # about one image in ten
+
+
+def test_the_synthetic_objects_annotation_file_holds_the_ground_truth_stored_with_the_examples(data_dir):
+  from hrnet_jax.data import pipeline, sources  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  from hrnet_jax.tasks.detection import recipes  # pylint: disable=import-outside-toplevel
+  source, _ = sources.open_source("synthetic_objects", "validation", data_dir)
+  _, preprocess = recipes.detection(tasks.recipes()["detection"].data_config())
+  batches = list(pipeline.eval_iterator(source, preprocess, global_batch_size=64))
+  stored = {key: np.concatenate([b[key] for b in batches]) for key in task_lib.GROUND_TRUTH_KEYS}
+  names = label_sets.CLASS_SETS["synthetic_objects"]
+  from_examples = coco_eval.ground_truth(stored, names.names, names.category_ids).dataset["annotations"]
+  from_file = synthetic.coco_annotations("validation")
+  assert len(from_file["images"]) == len(source) == 128 and len(from_file["annotations"]) == len(from_examples)
+  by_id = lambda annotations: sorted(annotations, key=lambda annotation: annotation["id"])
+  for mine, theirs in zip(by_id(from_examples), by_id(from_file["annotations"])):
+    assert {k: mine[k] for k in ("id", "image_id", "category_id", "iscrowd")} == {
+        k: theirs[k] for k in ("id", "image_id", "category_id", "iscrowd")}
+    np.testing.assert_allclose(mine["bbox"] + [mine["area"]], theirs["bbox"] + [theirs["area"]], rtol=1e-6)
+    assert mask_utils.area(theirs["segmentation"]) == theirs["area"]
 
 
 def uncompressed_rle(mask):
@@ -439,9 +461,13 @@ CENTERNET_AP50 = 0.02
 
 
 def tiny_detection_run(variant, workdir, data_dir, run):
+  """The tiny config trained, evaluated against the synthetic objects' annotation file (as COCO's)."""
+  annotation_file = os.path.join(os.path.dirname(workdir), "instances_validation.json")
+  with open(annotation_file, "w") as f:
+    json.dump(synthetic.coco_annotations("validation"), f)
   config = config_lib.load(os.path.join(REPO, "configs", f"coco_detection.py:{variant},tiny"), {
-      "data.data_dir": data_dir, "eval_at_start": True, "log_every": 50, "checkpoint_every": run["total_steps"],
-      "num_devices": 1, **run})
+      "data.data_dir": data_dir, "data.annotation_file": annotation_file, "eval_at_start": True, "log_every": 50,
+      "checkpoint_every": run["total_steps"], "num_devices": 1, **run})
   return config, workdir, trainer.train_and_evaluate(config, workdir)
 
 
@@ -453,7 +479,7 @@ def assert_ap50_rose_from_zero(workdir, final, least):
 
 @pytest.fixture(scope="module")
 def trained_detection_run(data_dir, tmp_path_factory):
-  return tiny_detection_run("fcos_w18", str(tmp_path_factory.mktemp("det_tiny")), data_dir, FCOS_RUN)
+  return tiny_detection_run("fcos_w18", str(tmp_path_factory.mktemp("det_tiny") / "run"), data_dir, FCOS_RUN)
 
 
 def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
@@ -469,7 +495,7 @@ def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
 @pytest.mark.slow  # ~10 min on 2 cores; its targets, loss and detections are tested above, the engine by FCOS's run
 def test_tiny_centernet_trains_far_above_its_start(data_dir, tmp_path):
   """The CenterNet heads learn more slowly than FCOS's: AP50 0.042 after 500 steps of the 1000 in the README."""
-  _, workdir, final = tiny_detection_run("centernet_w48", str(tmp_path), data_dir,
+  _, workdir, final = tiny_detection_run("centernet_w48", str(tmp_path / "run"), data_dir,
                                          {"total_steps": 500, "optimizer.learning_rate": 0.002})
   assert_ap50_rose_from_zero(workdir, final, CENTERNET_AP50)
 

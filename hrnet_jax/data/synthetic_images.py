@@ -3,7 +3,8 @@
     python -m hrnet_jax.data.synthetic_images --output_dir /tmp/shapes [--split validation] [--count 4] [--size 256]
     python -m hrnet_jax.data.synthetic_images --dataset synthetic_objects --output_dir /tmp/objects   # detection
 
-The pixels are those the dataset holds (``--size`` enlarges them, nearest-neighbour).
+The pixels are those the dataset holds (``--size`` enlarges them, nearest-neighbour). For the synthetic objects it
+also writes the whole split's COCO annotation file, ``instances_<split>.json`` (for ``data.annotation_file``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from hrnet_jax import cli
+from hrnet_jax import cli, files
 
 # The synthetic datasets, by name: the module that renders their examples (``render_example``, ``SPLIT_SEEDS``,
 # ``SPLIT_SIZES``, ``IMAGE_SIZE``), imported on use (the detection task's is its own).
@@ -48,6 +49,11 @@ def main(argv):
   del argv
   paths = write_images(_OUTPUT_DIR.value, _SPLIT.value, _COUNT.value, _SIZE.value, _DATASET.value)
   print(f"wrote {len(paths)} images to {_OUTPUT_DIR.value}")
+  renderer = importlib.import_module(DATASETS[_DATASET.value])
+  if hasattr(renderer, "coco_annotations"):  # a detection dataset: its annotation file too
+    path = os.path.join(_OUTPUT_DIR.value, f"instances_{_SPLIT.value}.json")
+    files.write_json(path, renderer.coco_annotations(_SPLIT.value))
+    print(f"wrote the {_SPLIT.value} split's COCO annotations to {path}")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,10 @@ TASK = TaskSpec(
     task="hrnet_jax.tasks.detection.task:DetectionTask",
     config={"fcos": {"regress_ranges": ((-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, 1e8)),
                      "center_sampling": False, "center_sample_radius": 1.5},
-            # The test path (MMDetection's test_cfg): per level before NMS, score threshold, NMS IoU, per image.
+            # The test path (MMDetection's test_cfg): per level before NMS, score threshold, NMS IoU, per image;
+            # and the least score of a box drawn (eval previews, predict's pictures).
             "detection_test": {"pre_nms": 1000, "score_threshold": 0.05, "iou_threshold": 0.5,
-                               "max_detections": 100},
+                               "max_detections": 100, "draw_threshold": 0.3},
             "data": {"annotation_file": ""}},  # COCO's ground truth; "" builds it from the eval examples
     recipes=(DETECTION,),
     builders={"synthetic_objects": "hrnet_jax.tasks.detection.builder:SyntheticObjects",

@@ -127,7 +127,8 @@ def centernet_loss(outputs: Outputs, targets: Targets, size_weight: float = 0.1,
 
 def centernet_detections(outputs: Outputs, max_detections: int = 100) -> Detections:
   """One image's detections ([H, W, ...] outputs): heatmap peaks (equal to their 3x3 max-pool), the best
-  ``max_detections`` over classes and positions, boxes in input pixels."""
+  ``max_detections`` over classes and positions, boxes in input pixels. A negative size (as an untrained head
+  predicts) gives an empty box rather than one whose corners are swapped."""
   heat = jax.nn.sigmoid(outputs.heatmap)
   pooled = nn.max_pool(heat[None], (3, 3), strides=(1, 1), padding="SAME")[0]
   heat = jnp.where(pooled == heat, heat, 0.0)
@@ -136,6 +137,6 @@ def centernet_detections(outputs: Outputs, max_detections: int = 100) -> Detecti
   position, labels = flat // classes, flat % classes
   ys, xs = position // width, position % width
   centre = jnp.stack([xs, ys], -1) + outputs.offset[ys, xs]
-  half = outputs.size[ys, xs] / 2
+  half = jnp.maximum(outputs.size[ys, xs], 0.0) / 2
   boxes = jnp.concatenate([centre - half, centre + half], -1) * STRIDE
   return Detections(boxes, scores, labels.astype(jnp.int32), jnp.ones(max_detections, bool))

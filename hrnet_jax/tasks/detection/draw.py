@@ -6,16 +6,13 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-DRAW_THRESHOLD = 0.3  # boxes scoring less are not drawn
-
-
 def draw_boxes(image: Image.Image, boxes: Sequence[Sequence[float]], scores: Sequence[float],
-               classes: Sequence[str]) -> Image.Image:
-  """``image`` (RGB) with each box (xyxy, its pixels) scoring at least ``DRAW_THRESHOLD``, its class and score."""
+               classes: Sequence[str], threshold: float) -> Image.Image:
+  """``image`` (RGB) with each box (xyxy, its pixels) scoring at least ``threshold``, its class and score."""
   image = image.convert("RGB")
   draw = ImageDraw.Draw(image)
   for (x1, y1, x2, y2), score, name in zip(boxes, scores, classes):
-    if score >= DRAW_THRESHOLD:
+    if score >= threshold:
       draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=max(2, image.width // 300))
       draw.text((x1 + 3, y1 + 2), f"{name} {score:.2f}", fill=(255, 255, 255))
   return image

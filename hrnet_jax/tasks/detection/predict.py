@@ -1,5 +1,5 @@
 """``python -m hrnet_jax.predict`` for detection: each image's boxes, class names and scores, drawn over the image
-(``<name>_boxes.png``: the detections scoring at least ``draw.DRAW_THRESHOLD``) and written as COCO results
+(``<name>_boxes.png``: the detections scoring at least ``detection_test.draw_threshold``) and written as COCO results
 (``coco_results.json`` in the output folder: every detection, with the dataset's ``category_id``; a file named
 by a number, as COCO's, gets that number as its ``image_id``, others their position in the list)."""
 
@@ -22,6 +22,7 @@ from hrnet_jax.engine import metric_writer, weights
 from hrnet_jax.tasks.detection import draw
 from hrnet_jax.tasks.detection.coco_eval import xyxy_to_xywh
 from hrnet_jax.tasks.spec import Prediction, PredictOptions
+
 
 def _image_id(path: str, index: int) -> int:
   stem = os.path.splitext(os.path.basename(path))[0]
@@ -65,7 +66,7 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
     drawn = os.path.join(options.output_dir, f"{os.path.splitext(os.path.basename(path))[0]}_boxes.png")
     with Image.open(io.BytesIO(encoded)) as image:
       draw.draw_boxes(image, [d["box"] for d in detections], [d["score"] for d in detections],
-                      [d["class"] for d in detections]).save(drawn)
+                      [d["class"] for d in detections], config.detection_test.draw_threshold).save(drawn)
     results.append({"file": path, "image_id": image_id, "drawn": drawn, "detections": detections})
   coco_path = os.path.join(options.output_dir, "coco_results.json")
   with open(coco_path, "w", encoding="utf-8") as f:

@@ -10,6 +10,8 @@ of small dots of one class, which evaluation ignores and training skips). Object
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
@@ -83,3 +85,23 @@ def render_example(rng: np.random.Generator, image_id: int = 1) -> dict[str, np.
     objects["rles"][count] = rle["counts"]
     count += 1
   return {"image": np.asarray(image, np.uint8), "image_id": image_id, "num_objects": count, **objects}
+
+
+def coco_annotations(split: str) -> dict[str, Any]:
+  """The split as a COCO instances file, as an official annotation file holds it: the builder's image ids (index
+  + 1), file names as ``synthetic_images`` writes them, and each object's box (xywh), visible area, crowd flag and
+  mask (compressed RLE). Evaluation reads it through ``data.annotation_file``, as it reads COCO's."""
+  images, annotations = [], []
+  for index in range(SPLIT_SIZES[split]):
+    example = render_example(np.random.default_rng([SPLIT_SEEDS[split], index]), index + 1)
+    images.append({"id": index + 1, "file_name": f"{split}_{index:04d}.png", "width": IMAGE_SIZE,
+                   "height": IMAGE_SIZE})
+    for k in range(example["num_objects"]):
+      x1, y1, x2, y2 = (float(v) for v in example["boxes"][k])
+      annotations.append({"id": int(example["object_ids"][k]), "image_id": index + 1,
+                          "category_id": int(example["labels"][k]) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                          "area": float(example["areas"][k]), "iscrowd": int(example["is_crowd"][k]),
+                          "segmentation": {"size": [IMAGE_SIZE, IMAGE_SIZE],
+                                           "counts": example["rles"][k].decode()}})
+  categories = [{"id": label + 1, "name": name} for label, name in enumerate(CLASS_NAMES)]
+  return {"images": images, "annotations": annotations, "categories": categories}

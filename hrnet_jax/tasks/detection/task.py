@@ -150,12 +150,13 @@ class DetectionTask(Task):
             "valid": found.valid[:, :10]}
 
   def draw_preview(self, image: Image.Image, preview: dict[str, np.ndarray]) -> Image.Image:
-    """The 10 best detections (those scoring at least ``draw.DRAW_THRESHOLD``): boxes and class names."""
+    """The 10 best detections (those scoring at least ``detection_test.draw_threshold``): boxes and classes."""
     scale = max(1, 256 // max(image.size))
     valid = np.asarray(preview["valid"], bool)
     return draw.draw_boxes(enlarged(image), np.asarray(preview["boxes"])[valid] * scale,
                            np.asarray(preview["scores"])[valid],
-                           [self.class_set.names[int(k)] for k in np.asarray(preview["labels"])[valid]])
+                           [self.class_set.names[int(k)] for k in np.asarray(preview["labels"])[valid]],
+                           self.config.detection_test.draw_threshold)
 
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     count = self.config.data.max_objects
