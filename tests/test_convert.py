@@ -186,3 +186,6 @@ def test_bad_sources_are_clear_errors(tmp_path):
     hrnet_jax.load_pytorch_weights(model, tmp_path / "weights.ckpt")
   with pytest.raises(hrnet_jax.WeightMismatchError, match="not an HRNet state_dict"):
     hrnet_jax.load_pytorch_weights(model, {"fc.weight": np.zeros((2, 2))})
+  # A checkpoint of an older version: a variable no layer has is named, not a KeyError.
+  with pytest.raises(hrnet_jax.WeightMismatchError, match="params head/bbox_head/scales_0 is no variable"):
+    convert.flax_state({"params": {"head": {"bbox_head": {"scales_0": np.ones(())}}}})

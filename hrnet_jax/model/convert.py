@@ -60,6 +60,9 @@ class LoadReport:
 
 def torch_key(collection: str, path: tuple[str, ...]) -> str:
   """The official PyTorch key of a Flax variable at ``path`` in ``collection``."""
+  if (collection, path[-1]) not in _LEAF_TO_TORCH:
+    raise WeightMismatchError(f"{collection} {'/'.join(path)} is no variable an HRNet layer has: the checkpoint is "
+                              f"of another model, or of an older version of this one")
   modules = path[1:-1] if path[0] in _CONTAINERS else path[:-1]
   prefix = re.sub(r"_(\d+)", r".\1", ".".join(modules))
   return f"{prefix}.{_LEAF_TO_TORCH[(collection, path[-1])]}"
