@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
 
+from hrnet_jax import files
 from hrnet_jax.data import keep_tensorflow_on_the_host
 
 EXIT_USER_ERROR = 2
@@ -89,6 +90,8 @@ def model_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[s
 
 
 def _check_folder(folder: str, what: str, path: str) -> None:
+  if files.is_remote(folder):  # an object store: its folders need not exist; access is known at the first write
+    return
   existing = os.path.abspath(folder)
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
@@ -109,7 +112,7 @@ def writable_file(path: str, what: str) -> str:
   """``path``, after checking that a file can be written there (its folder may be made later)."""
   if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
     raise OSError(errno.EACCES, f"cannot write {what} {path}")
-  _check_folder(os.path.dirname(os.path.abspath(path)), what, path)
+  _check_folder(os.path.dirname(path if files.is_remote(path) else os.path.abspath(path)), what, path)
   return path
 
 

@@ -9,6 +9,7 @@ folder and resumed from another finds the same files.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -50,6 +51,15 @@ def write_text(location: PathLike, text: str) -> None:
 
 def write_json(location: PathLike, content: Any) -> None:
   write_text(location, json.dumps(content, indent=2) + "\n")
+
+
+def save_image(image: Any, location: PathLike) -> None:
+  """A PIL ``image`` as a PNG file at ``location`` (the pictures ``predict`` draws); its folder made if needed."""
+  target = path(location)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  encoded = io.BytesIO()
+  image.save(encoded, format="PNG")
+  target.write_bytes(encoded.getvalue())
 
 
 def append_text(location: PathLike, text: str) -> None:

@@ -131,34 +131,40 @@ def test_pytorch_layout_weights_on_remote_storage_are_read_through_a_local_copy(
   assert result.stdout.split()[-1] == "15.0" and os.listdir(tmp_path) == []
 
 
-def test_predict_reads_images_from_remote_storage_and_logs_its_progress(data_dir, tmp_path, fake_gcs_endpoint,
-                                                                          bucket):
-  """``predict`` on two images in a bucket (``gs://``), with weights from a local file: both classified, the
-  progress logged, nothing left in the folder it runs in but what it was asked to write."""
+def test_predict_reads_images_from_and_writes_its_pictures_to_remote_storage(data_dir, tmp_path, fake_gcs_endpoint,
+                                                                            bucket):
+  """``predict`` (segmentation) on two images in a bucket (``gs://``), with weights from a local file, its label
+  maps, overlays and JSON written into the bucket: both segmented, the progress logged, the folder it runs in left
+  empty."""
   from hrnet_jax import tasks  # pylint: disable=import-outside-toplevel
   from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
   from hrnet_jax.model import convert  # pylint: disable=import-outside-toplevel
   from helpers import REPO, random_variables  # pylint: disable=import-outside-toplevel
-  demo = os.path.join(REPO, "configs", "demo.py")
+  config = os.path.join(REPO, "configs", "cityscapes.py") + ":tiny"
   np.savez(tmp_path / "weights.npz", **convert.to_state_dict(random_variables(
-      tasks.create(config_lib.load(demo)).create_model())))
+      tasks.create(config_lib.load(config)).create_model())))
   images = [f"gs://{fake_gcs.BUCKET}/images/image{k}.png" for k in range(2)]
   for k, image in enumerate(images):
     data = io.BytesIO()
-    Image.new("RGB", (64, 64), (60 * k, 90, 120)).save(data, "PNG")
+    Image.new("RGB", (64, 48), (60 * k, 90, 120)).save(data, "PNG")
     bucket.pipe(image.removeprefix("gs://"), data.getvalue())
   env = {**os.environ, **fake_gcs.environment(fake_gcs_endpoint)}
   cwd = tmp_path / "cwd"
   cwd.mkdir()
+  output_dir = f"gs://{fake_gcs.BUCKET}/out"
   result = subprocess.run(
-      [sys.executable, "-m", "hrnet_jax.predict", f"--config={demo}", f"--checkpoint={tmp_path / 'weights.npz'}",
-       f"--config.data.data_dir={data_dir}", "--output_dir=out", *images],
+      [sys.executable, "-m", "hrnet_jax.predict", f"--config={config}", f"--checkpoint={tmp_path / 'weights.npz'}",
+       f"--config.data.data_dir={data_dir}", f"--output_dir={output_dir}", *images],
       env=env, cwd=str(cwd), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "reading images: 2/2 (100%)" in result.stderr
-  predictions = json.loads((cwd / "out" / "predictions.json").read_text())["predictions"]
-  assert [p["image"] for p in predictions] == images
-  assert os.listdir(cwd) == ["out"]
+  assert "segmenting images: 2/2 (100%)" in result.stderr
+  predictions = json.loads(bucket.cat(f"{fake_gcs.BUCKET}/out/predictions.json"))
+  assert [p["file"] for p in predictions] == images
+  for k in range(2):
+    with Image.open(io.BytesIO(bucket.cat(f"{fake_gcs.BUCKET}/out/image{k}_overlay.png"))) as overlay:
+      assert overlay.size == (64, 48)
+    assert predictions[k]["outputs"]["labels"] == f"{output_dir}/image{k}_labels.png"
+  assert not os.listdir(cwd)
 
 
 @pytest.mark.parametrize("environ, cluster", [

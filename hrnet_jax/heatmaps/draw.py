@@ -4,13 +4,14 @@ of COCO-style files behind ``python -m hrnet_jax.draw``."""
 from __future__ import annotations
 
 import colorsys
+import io
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hrnet_jax.files import read_json
+from hrnet_jax import files
 from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 
 
@@ -51,7 +52,7 @@ def draw_coco_file(annotations_path: str, image_dir: str, output_dir: str, spec:
                    image_ids: Sequence[int] = (), min_confidence: float = 0.0, max_width: int = 0) -> list[str]:
   """One PNG per image of a COCO-style annotation file (ground truth) or results list (predictions); the paths.
   ``spec`` gives the skeleton (a face set draws points only)."""
-  content = read_json(annotations_path, "--annotations")
+  content = files.read_json(annotations_path, "--annotations")
   ground_truth = isinstance(content, dict)
   annotations = content["annotations"] if ground_truth else content
   file_names = ({image["id"]: image["file_name"] for image in content["images"]} if ground_truth else {})
@@ -60,15 +61,14 @@ def draw_coco_file(annotations_path: str, image_dir: str, output_dir: str, spec:
     if annotation.get("iscrowd", 0) or "keypoints" not in annotation:
       continue
     people.setdefault(annotation["image_id"], []).append(np.reshape(annotation["keypoints"], (-1, 3)))
-  os.makedirs(output_dir, exist_ok=True)
   written = []
   for image_id in (image_ids or sorted(people)):
     if image_id not in people:
       raise ValueError(f"{annotations_path} has no keypoints for image {image_id}")
     name = file_names.get(image_id, f"{image_id:012d}.jpg")
-    with Image.open(os.path.join(image_dir, name)) as image:
+    with Image.open(io.BytesIO(files.path(os.path.join(image_dir, name)).read_bytes())) as image:
       drawn = draw_keypoints(image, people[image_id], spec, min_confidence)
     path = os.path.join(output_dir, f"{os.path.splitext(name)[0]}.png")
-    fit_width(drawn, max_width).save(path)
+    files.save_image(fit_width(drawn, max_width), path)
     written.append(path)
   return written

@@ -63,13 +63,12 @@ def keypoints_in_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths
               "keypoints": points[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
              for i in range(len(owners))]
   if output_dir:
-    os.makedirs(output_dir, exist_ok=True)
     for path in dict.fromkeys(owners):
       mine = [i for i, owner in enumerate(owners) if owner == path]
       with Image.open(io.BytesIO(encoded_images[path])) as image:
         drawn = draw_keypoints(image, points[mine], task.spec, min_confidence=0.2,
                                boxes=[image_boxes[i] for i in mine])
-      drawn.save(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+      files.save_image(drawn, os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
   return results, errors
 
 

@@ -6,9 +6,7 @@ by a number, as COCO's, gets that number as its ``image_id``, others their posit
 from __future__ import annotations
 
 import io
-import json
 import os
-from typing import Any
 
 import jax
 import ml_collections
@@ -42,7 +40,6 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
   def detect(variables, batch):
     return task.detections(model.apply(variables, batch["image"], train=False), batch)
 
-  os.makedirs(options.output_dir, exist_ok=True)
   names, category_ids = task.class_set.names, task.class_set.category_ids
   results, coco_results, errors = [], [], {}
   for index, path in enumerate(metric_writer.progress(paths, "detecting objects")):
@@ -65,12 +62,11 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
                                                    found.scores[found.valid], found.labels[found.valid])]
     drawn = os.path.join(options.output_dir, f"{os.path.splitext(os.path.basename(path))[0]}_boxes.png")
     with Image.open(io.BytesIO(encoded)) as image:
-      draw.draw_boxes(image, [d["box"] for d in detections], [d["score"] for d in detections],
-                      [d["class"] for d in detections], config.detection_test.draw_threshold).save(drawn)
+      files.save_image(draw.draw_boxes(image, [d["box"] for d in detections], [d["score"] for d in detections],
+                                       [d["class"] for d in detections], config.detection_test.draw_threshold), drawn)
     results.append({"file": path, "image_id": image_id, "drawn": drawn, "detections": detections})
   coco_path = os.path.join(options.output_dir, "coco_results.json")
-  with open(coco_path, "w", encoding="utf-8") as f:
-    json.dump(coco_results, f)
+  files.write_json(coco_path, coco_results)
   lines = [f"{r['file']}: " + (", ".join(f"{d['class']} {d['score']:.2f}" for d in r["detections"][:5]) or "nothing")
            for r in results]
   lines.append(f"drew the boxes of {len(results)} image(s) into {options.output_dir}; COCO results: {coco_path}")

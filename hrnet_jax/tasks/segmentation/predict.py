@@ -44,7 +44,6 @@ def label_maps(config: ml_collections.ConfigDict, checkpoint: str, paths: list[s
     scores = task.predict(lambda images: model.apply(variables, images, train=False), batch)
     return jnp.argmax(task.label_scores(scores, batch, size), -1).astype(jnp.uint8)[0]
 
-  os.makedirs(output_dir, exist_ok=True)
   results, errors = [], {}
   for path in metric_writer.progress(paths, "segmenting images"):
     with reporting_failures(path, errors):
@@ -61,13 +60,13 @@ def label_maps(config: ml_collections.ConfigDict, checkpoint: str, paths: list[s
     labels = np.asarray(label_map(variables, batch, size))
     stem = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
     written = {"labels": f"{stem}_labels.png", "color": f"{stem}_color.png", "overlay": f"{stem}_overlay.png"}
-    Image.fromarray(labels, "L").save(written["labels"])
-    colorize(labels, label_set.palette).save(written["color"])
+    files.save_image(Image.fromarray(labels, "L"), written["labels"])
+    files.save_image(colorize(labels, label_set.palette), written["color"])
     with Image.open(io.BytesIO(encoded)) as image:
-      overlay(image, labels, label_set.palette).save(written["overlay"])
+      files.save_image(overlay(image, labels, label_set.palette), written["overlay"])
     if label_set.train_to_label_id is not None:
       written["label_ids"] = f"{stem}_labelIds.png"
-      Image.fromarray(label_set.train_to_label_id[labels], "L").save(written["label_ids"])
+      files.save_image(Image.fromarray(label_set.train_to_label_id[labels], "L"), written["label_ids"])
     counts = np.bincount(labels.reshape(-1), minlength=label_set.num_classes)
     results.append({"file": path, "outputs": written, "classes": {
         label_set.class_names[k]: round(float(counts[k]) / labels.size, 4) for k in np.flatnonzero(counts)}})
