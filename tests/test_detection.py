@@ -407,6 +407,22 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
   assert stats["bbox/AP"] == pytest.approx(1.0) and stats["segm/AP"] == pytest.approx(1.0)
 
 
+def test_your_own_coco_file_brings_its_classes(coco_instances):
+  """``data.classes="dataset"``: the class names and COCO ids the builder read from the file's ``categories``."""
+  data_dir, _ = coco_instances
+  overrides = {"data.name": "coco_instances", "data.data_dir": data_dir, "data.classes": "dataset",
+               "model.overrides": {"head": "fcos", "num_classes": 2}}
+  own = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18"), overrides))
+  assert own.class_set == label_sets.ClassSet(("person", "bicycle"), (1, 2))
+  own.check_dataset(["person", "bicycle"])
+  overrides["model.overrides"] = {"head": "fcos", "num_classes": 80}
+  with pytest.raises(ValueError, match="the model predicts 80 classes but class set 'dataset' has 2"):
+    tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18"), overrides)
+                 ).check_dataset(["person", "bicycle"])
+  with pytest.raises(ValueError, match=r"unknown class set \(data.classes\) 'cocoa' \(did you mean coco\?\)"):
+    label_sets.class_set(tasks.recipes()["detection"].data_config(classes="cocoa"))
+
+
 def test_a_dataset_whose_classes_are_not_the_class_sets_is_one_error():
   coco = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18")))
   coco.check_dataset(["person", "bicycle"])  # COCO's first two classes

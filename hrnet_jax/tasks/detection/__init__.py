@@ -23,7 +23,7 @@ def _keys(data):
 # MMDetection's COCO pipeline (recipes.Detection); the defaults fit the synthetic objects (128 x 128).
 DETECTION = Recipe(
     "detection", make="hrnet_jax.tasks.detection.recipes:detection", keys=_keys,
-    defaults={"classes": "synthetic_objects",  # the class set (label_sets.CLASS_SETS)
+    defaults={"classes": "synthetic_objects",  # the class set (label_sets.CLASS_SETS), or "dataset": its own
               "image_scale": (128, 128),  # MMDetection's img_scale (long, short): COCO (1333, 800)
               "short_sides": (),  # training draws the short side from these (multi-scale); () uses image_scale's
               "canvas": (128, 128),  # every image is padded into this (h, w)

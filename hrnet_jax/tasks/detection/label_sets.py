@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import ml_collections
+
 from hrnet_jax.data.synthetic import CLASS_NAMES as SHAPE_NAMES
+from hrnet_jax.registry import unknown_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +37,20 @@ COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 2
 
 CLASS_SETS = {"coco": ClassSet(COCO_NAMES, COCO_IDS),
               "synthetic_objects": ClassSet(tuple(SHAPE_NAMES), (1, 2, 3, 4))}
+# ``data.classes`` naming no set but the dataset's own classes, as its builder recorded them from the annotation
+# file's ``categories`` (your own COCO-format data).
+DATASET_CLASSES = "dataset"
+
+
+def class_set(data: ml_collections.ConfigDict) -> ClassSet:
+  """The class set ``data.classes`` names; ``"dataset"`` reads the prepared dataset's metadata."""
+  if data.classes == DATASET_CLASSES:
+    from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
+    metadata = sources.builder(data.name, data.data_dir, data.manual_dir).info.metadata or {}
+    if "class_names" not in metadata or "category_ids" not in metadata:
+      raise ValueError(f"dataset {data.name} records no class names and category ids; set data.classes to one of "
+                       f"{', '.join(CLASS_SETS)}")
+    return ClassSet(tuple(metadata["class_names"]), tuple(metadata["category_ids"]))
+  if data.classes not in CLASS_SETS:
+    raise unknown_name("class set (data.classes)", data.classes, [*CLASS_SETS, DATASET_CLASSES])
+  return CLASS_SETS[data.classes]

@@ -3,6 +3,7 @@ COCO box AP through pycocotools (``coco_eval``)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -15,8 +16,7 @@ from PIL import Image
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
-from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos
-from hrnet_jax.tasks.detection.label_sets import CLASS_SETS, ClassSet
+from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets
 
 HEADS = ("fcos", "centernet")
 
@@ -73,9 +73,9 @@ class DetectionTask(Task):
     sizes = fcos.pyramid_sizes(height, width, self.detector.fpn_levels, self.detector.fpn_stride)
     return fcos.level_points(sizes, self.strides)
 
-  @property
-  def class_set(self) -> ClassSet:
-    return CLASS_SETS[self.config.data.classes]
+  @functools.cached_property
+  def class_set(self) -> label_sets.ClassSet:
+    return label_sets.class_set(self.config.data)
 
   def check_dataset(self, class_names: list[str] | None) -> None:
     """The model predicts the class set's classes, and each of the dataset's labels (``class_names``, from its
