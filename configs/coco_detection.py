@@ -68,7 +68,8 @@ def get_config(arg=None):
     config.num_epochs = epochs
     config.optimizer.update(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4,
                             weight_decay_mask="no_layer_bias", bias_lr_multiplier=2.0, grad_clip_norm=35.0)
-    # 117266: the train2017 images with annotations (the train split); warm-up by steps, as MMDetection's.
+    # 117266: the train2017 images with annotations (the train split): 500 warm-up steps at batch 16, as
+    # MMDetection's (the warm-up is set in epochs, so another global batch size scales its steps).
     config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, warmup="constant", warmup_ratio=1 / 3,
                            milestones=milestones, decay_factor=0.1)
   else:
@@ -86,8 +87,10 @@ def get_config(arg=None):
     config.global_batch_size = 16
     config.eval_batch_size = 64
     config.num_epochs = 4
-    config.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=35.0)
-    config.schedule.update(name="cosine", warmup_epochs=0.1, milestones=())
+    # Adam from scratch, without the COCO FCOS recipe's bias and warm-up details (nor its frozen BatchNorm).
+    config.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=35.0,
+                            weight_decay_mask="kernels", bias_lr_multiplier=1.0)
+    config.schedule.update(name="cosine", warmup_epochs=0.1, warmup="linear", warmup_ratio=0.0, milestones=())
     config.log_every = 20
     config.checkpoint_every = 200
   return config

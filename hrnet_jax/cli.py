@@ -110,9 +110,11 @@ def writable_dir(path: str, what: str) -> str:
 
 def writable_file(path: str, what: str) -> str:
   """``path``, after checking that a file can be written there (its folder may be made later)."""
+  if files.is_remote(path):  # an object store: access is known at the first write
+    return path
   if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
     raise OSError(errno.EACCES, f"cannot write {what} {path}")
-  _check_folder(os.path.dirname(path if files.is_remote(path) else os.path.abspath(path)), what, path)
+  _check_folder(os.path.dirname(os.path.abspath(path)), what, path)
   return path
 
 

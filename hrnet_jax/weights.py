@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -30,11 +31,6 @@ from absl import app, flags
 from hrnet_jax import cli
 from hrnet_jax.model import convert
 from hrnet_jax.model.factory import create_model
-
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Where downloads are kept (default $HRNET_JAX_CACHE or "
-                                 "~/.cache/hrnet_jax).")
-_SAVE_AS = flags.DEFINE_string("save_as", None, "The converted .npz (default CACHE_DIR/NAME.npz).")
-
 
 @dataclasses.dataclass(frozen=True)
 class Weights:
@@ -70,8 +66,8 @@ REGISTRY: dict[str, Weights] = {
 }
 
 
-def cache_dir() -> str:
-  return _CACHE_DIR.value or os.environ.get("HRNET_JAX_CACHE") or os.path.expanduser("~/.cache/hrnet_jax")
+def default_cache_dir() -> str:
+  return os.environ.get("HRNET_JAX_CACHE") or os.path.expanduser("~/.cache/hrnet_jax")
 
 
 def download_url(weights: Weights) -> str:
@@ -91,31 +87,41 @@ def sha256_of(path: str) -> str:
 
 
 def download(name: str, folder: str) -> str:
-  """The file of ``name`` in ``folder``, downloaded unless it is there, its checksum checked; its path."""
+  """The file of ``name`` in ``folder``, downloaded unless it is there, its checksum checked; its path. A download
+  lands under a temporary name and takes the file's name only once whole and checked: nothing half-written or
+  wrong stays in the cache."""
   weights = REGISTRY[name]
   path = os.path.join(folder, weights.file_name)
-  if not os.path.exists(path):
-    os.makedirs(folder, exist_ok=True)
-    url = download_url(weights)
-    print(f"downloading {url}", file=sys.stderr)
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{weights.file_name}.")
+  if os.path.exists(path):
+    _check(weights, path, f"delete {path} and fetch again")
+    return path
+  os.makedirs(folder, exist_ok=True)
+  url = download_url(weights)
+  print(f"downloading {url}", file=sys.stderr)
+  handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{weights.file_name}.")
+  try:
     try:
-      with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as f:
+      with os.fdopen(handle, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
         shutil.copyfileobj(response, f, 1 << 20)
-      os.replace(partial, path)  # whole or not at all
-    except (urllib.error.URLError, OSError) as error:
-      raise ConnectionError(f"could not download {url} ({getattr(error, 'reason', error)}); download it by hand "
-                            f"and put it at {path}, then run this again") from None
-    finally:
-      if os.path.exists(partial):
-        os.remove(partial)
+    # The network's failures (a local disk's, e.g. a full one, are errors of their own).
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
+      detail = getattr(error, "reason", None) or error
+      raise ConnectionError(f"could not download {url} ({detail}); download it by hand and put it at {path}, then "
+                            "run this again") from None
+    _check(weights, partial, f"{url} served another file than the one recorded")
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  return path
+
+
+def _check(weights: Weights, path: str, advice: str) -> None:
+  """Raises when ``path``'s sha256 is not the recorded one; prints it either way (to record a new one)."""
   actual = sha256_of(path)
   if weights.sha256 and not actual.startswith(weights.sha256):
-    raise ValueError(f"{path} has sha256 {actual}, not {weights.sha256}...: a damaged or different file; delete it "
-                     f"and fetch again")
-  print(f"{path}: sha256 {actual} ({'as recorded' if weights.sha256 else 'none recorded to compare'})",
-        file=sys.stderr)
-  return path
+    raise ValueError(f"sha256 {actual} is not the recorded {weights.sha256}...: a damaged or different file; {advice}")
+  print(f"sha256 {actual} ({'as recorded' if weights.sha256 else 'none recorded to compare'})", file=sys.stderr)
 
 
 def fetch(name: str, folder: str, output: str | None = None) -> str:
@@ -140,14 +146,17 @@ def table() -> str:
 
 
 def main(argv):
+  """The CLI (its flags are defined only when run, so importing this module adds none to another program)."""
   if len(argv) < 2 or argv[1] not in ("list", "fetch") or (argv[1] == "fetch") != (len(argv) == 3):
     raise app.UsageError("python -m hrnet_jax.weights list | fetch NAME")
   if argv[1] == "list":
     print(table())
     return
-  output = fetch(argv[2], cache_dir(), _SAVE_AS.value)
+  output = fetch(argv[2], flags.FLAGS.cache_dir or default_cache_dir(), flags.FLAGS.save_as)
   print(f"wrote {output}: use it as --config.init_from={output}")
 
 
 if __name__ == "__main__":
+  flags.DEFINE_string("cache_dir", None, "Where downloads are kept (default $HRNET_JAX_CACHE or ~/.cache/hrnet_jax).")
+  flags.DEFINE_string("save_as", None, "The converted .npz (default CACHE_DIR/NAME.npz).")
   cli.run(main)

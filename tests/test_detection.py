@@ -328,8 +328,8 @@ def uncompressed_rle(mask):
 @pytest.fixture(scope="module")
 def coco_instances(tmp_path_factory):
   """The real fixture laid out as the official download (both splits), with what COCO also holds added: a
-  second category, a crowd region (uncompressed RLE), a box outside its image, one thinner than a pixel, and an
-  image without annotations; built with the prepare command."""
+  second category, a crowd region (uncompressed RLE), a box outside its image, one thinner than a pixel, one marked
+  ignore, one of an unlisted category, and an image without annotations; built with the prepare command."""
   from hrnet_jax.data import prepare  # pylint: disable=import-outside-toplevel  (TensorFlow)
   fixture = shared_path("data", "coco")
   content = json.loads((fixture / "test_coco.json").read_text())
@@ -345,7 +345,11 @@ def coco_instances(tmp_path_factory):
       {"id": 9003, "image_id": 785, "category_id": 1, "iscrowd": 0, "bbox": [700.0, 10.0, 20.0, 20.0],
        "area": 400.0, "segmentation": [[700, 10, 720, 10, 720, 30]]},  # outside the 640-wide image
       {"id": 9004, "image_id": 785, "category_id": 1, "iscrowd": 0, "bbox": [5.0, 5.0, 0.5, 10.0],
-       "area": 5.0, "segmentation": [[5, 5, 5.5, 5, 5.5, 15]]}]  # under a pixel wide
+       "area": 5.0, "segmentation": [[5, 5, 5.5, 5, 5.5, 15]]},  # under a pixel wide
+      {"id": 9005, "image_id": 785, "category_id": 1, "iscrowd": 0, "bbox": [50.0, 50.0, 20.0, 20.0], "area": 400.0,
+       "segmentation": [[50, 50, 70, 50, 70, 70]], "ignore": 1},  # marked ignore
+      {"id": 9006, "image_id": 785, "category_id": 99, "iscrowd": 0, "bbox": [60.0, 60.0, 20.0, 20.0],
+       "area": 400.0, "segmentation": [[60, 60, 80, 60, 80, 80]]}]  # of no category the file lists
   content["images"].append(dict(content["images"][0], id=1, file_name="000000000001.jpg"))
   manual = tmp_path_factory.mktemp("coco_instances_manual")
   (manual / "annotations").mkdir()
@@ -358,6 +362,9 @@ def coco_instances(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("coco_instances_tfds"))
   prepare.prepare("coco_instances", data_dir, str(manual))
   return data_dir, str(manual / "annotations" / "instances_val2017.json")
+
+
+DROPPED = (9003, 9004, 9005, 9006)  # the annotations above that MMDetection does not read
 
 
 def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_and_mask(coco_instances):
@@ -376,7 +383,7 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
     image = truth.imgs[int(example["image_id"])]
     shape = tf.io.decode_jpeg(example["image"], channels=3).shape
     assert shape == (image["height"], image["width"], 3)
-    annotations = [a for a in truth.imgToAnns.get(image["id"], []) if a["id"] not in (9003, 9004)]
+    annotations = [a for a in truth.imgToAnns.get(image["id"], []) if a["id"] not in DROPPED]
     count = int(example["num_objects"])
     assert count == len(annotations)
     for k, annotation in enumerate(annotations):
@@ -392,8 +399,8 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
   assert kept == 16  # the fixture's 14 people, the bicycle and the crowd region
 
   # The stored objects, given back as detections (labels -> COCO's category_id through the class set), score 1.0
-  # against the file less the two unusable boxes: every id survives the round trip.
-  usable = dict(truth.dataset, annotations=[a for a in truth.dataset["annotations"] if a["id"] not in (9003, 9004)])
+  # against the file less the unusable boxes: every id survives the round trip.
+  usable = dict(truth.dataset, annotations=[a for a in truth.dataset["annotations"] if a["id"] not in DROPPED])
   evaluator = coco_eval.DetectionEvaluator(category_ids=label_sets.CLASS_SETS["coco"].category_ids)
   for example in examples:
     image = truth.imgs[int(example["image_id"])]
@@ -423,14 +430,21 @@ def test_your_own_coco_file_brings_its_classes(coco_instances):
     label_sets.class_set(tasks.recipes()["detection"].data_config(classes="cocoa"))
 
 
-def test_a_dataset_whose_classes_are_not_the_class_sets_is_one_error():
-  coco = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18")))
-  coco.check_dataset(["person", "bicycle"])  # COCO's first two classes
+def test_a_dataset_whose_classes_are_not_the_class_sets_is_one_error(coco_instances, monkeypatch):
+  """By name (label k must be the class set's k-th class), then by COCO id (results carry the class set's ids)."""
+  data_dir, _ = coco_instances
+  coco = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18"),
+                                      {"data.data_dir": data_dir}))
+  coco.check_dataset(["person", "bicycle"])  # COCO's first two classes, under COCO's ids
   tiny = tasks.create(config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny")))
   with pytest.raises(ValueError, match=r"the dataset's label 0 is 'person' but class set 'synthetic_objects'"):
     tiny.check_dataset(["person", "bicycle"])
   with pytest.raises(ValueError, match=r"label 1 is 'car' but class set 'coco' \(data.classes\) has 'bicycle'"):
     coco.check_dataset(["person", "car"])
+  renumbered = label_sets.ClassSet(label_sets.COCO_NAMES, (1, 3) + label_sets.COCO_IDS[2:])
+  monkeypatch.setitem(label_sets.CLASS_SETS, "coco", renumbered)
+  with pytest.raises(ValueError, match=r"category_ids \[1, 2\] are not class set 'coco''s \[1, 3\]"):
+    tasks.create(coco.config).check_dataset(["person", "bicycle"])
 
 
 def test_the_detection_recipe_resizes_flips_and_pads_as_mmdetection():
@@ -473,7 +487,7 @@ def test_the_detection_recipe_resizes_flips_and_pads_as_mmdetection():
 # --config.global_batch_size=8 --config.optimizer.learning_rate=0.002`).
 FCOS_RUN = {"total_steps": 200, "global_batch_size": 8, "optimizer.learning_rate": 0.002}
 FCOS_AP50 = 0.07
-CENTERNET_AP50 = 0.02
+CENTERNET_AP50 = 0.015
 
 
 def tiny_detection_run(variant, workdir, data_dir, run):
@@ -510,7 +524,10 @@ def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
 
 @pytest.mark.slow  # ~10 min on 2 cores; its targets, loss and detections are tested above, the engine by FCOS's run
 def test_tiny_centernet_trains_far_above_its_start(data_dir, tmp_path):
-  """The CenterNet heads learn more slowly than FCOS's: AP50 0.042 after 500 steps of the 1000 in the README."""
+  """The CenterNet heads learn more slowly than FCOS's: AP50 0 at step 0, 0.016 at step 250 and 0.023 at 500
+  (`python -m hrnet_jax.train --config configs/coco_detection.py:centernet_w48,tiny --workdir /tmp/cn500
+  --config.total_steps=500 --config.optimizer.learning_rate=0.002 --config.eval_every=250
+  --config.eval_at_start=true`, 10 min on 2 cores)."""
   _, workdir, final = tiny_detection_run("centernet_w48", str(tmp_path / "run"), data_dir,
                                          {"total_steps": 500, "optimizer.learning_rate": 0.002})
   assert_ap50_rose_from_zero(workdir, final, CENTERNET_AP50)

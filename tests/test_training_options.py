@@ -4,6 +4,7 @@ import os
 import subprocess
 
 import chex
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -128,6 +129,15 @@ def test_bias_learning_rate_and_decay_are_mmdetections_for_conv_biases_only():
                            reference, is_bias)
     reference = jax.tree.map(lambda p, b, bias: p - (0.2 if bias else 0.1) * b, reference, buffers, is_bias)
   chex.assert_trees_all_close(params, reference, rtol=1e-5)
+  # On the FCOS detector: exactly its convolutions' biases (the neck's and the three predictors'; the towers' convs
+  # and the backbone's have none), not the GroupNorm or BatchNorm biases nor the per-level scales.
+  config = config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny"))
+  shapes = jax.eval_shape(tasks.create(config).create_model().init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  marked = [path for path, is_bias in flax.traverse_util.flatten_dict(optim.layer_bias_mask(shapes["params"])).items()
+            if is_bias]
+  assert sorted("/".join(path[:-1]) for path in marked) == [
+      "head/bbox_head/fcos_centerness", "head/bbox_head/fcos_cls", "head/bbox_head/fcos_reg",
+      *[f"head/neck/fpn_convs_{k}" for k in range(5)], "head/neck/reduction_conv"], marked
 
 
 OPTIONS_RUN = {"total_steps": 4, "global_batch_size": 16, "eval_batch_size": 128, "log_every": 2,

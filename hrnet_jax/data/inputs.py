@@ -17,7 +17,7 @@ class EvalInput:
   """A factory of exact passes over the eval split."""
   make_eval: Callable[[], Iterator[dict]]
   num_eval_examples: int
-  class_names: list[str] | None  # None when the dataset has no class label
+  class_names: list[str] | None  # None when the dataset records no class names
 
 
 @dataclasses.dataclass

@@ -53,8 +53,9 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
 def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: str | None = None,
                 labelled_only: bool = False) -> tuple[Sequence[dict[str, Any]], list[str] | None]:
   """A random-access source of raw examples (images left encoded, decoded later in tf.data) and the class names
-  (of the class label, else the metadata's ``class_names``; None when the dataset has neither). ``labelled_only``: only the examples with labelled keypoints (a
-  dataset that stores them first and counts them in its metadata, as ``coco_keypoints``)."""
+  (of the class label, else the metadata's ``class_names``; None when the dataset has neither). ``labelled_only``:
+  only the examples with labelled keypoints (a dataset that stores them first and counts them in its metadata, as
+  ``coco_keypoints``)."""
   if name == IMAGE_FOLDER:
     return _open_image_folder(split, data_dir)
   dataset = builder(name, data_dir, manual_dir)

@@ -4,7 +4,8 @@
     python -m hrnet_jax.data.synthetic_images --dataset synthetic_objects --output_dir /tmp/objects   # detection
 
 The pixels are those the dataset holds (``--size`` enlarges them, nearest-neighbour). For the synthetic objects it
-also writes the whole split's COCO annotation file, ``instances_<split>.json`` (for ``data.annotation_file``).
+also writes the whole split's COCO annotation file as the dataset holds it (all its images, at their own size),
+``instances_<split>.json``, for ``data.annotation_file``.
 """
 
 from __future__ import annotations
@@ -45,15 +46,24 @@ def write_images(output_dir: str, split: str = "validation", count: int = 4, siz
   return paths
 
 
+def write_annotations(output_dir: str, split: str, dataset: str) -> str | None:
+  """A detection dataset's ``split`` as a COCO annotation file in ``output_dir`` (its path; None for datasets
+  without one)."""
+  renderer = importlib.import_module(DATASETS[dataset])
+  if not hasattr(renderer, "coco_annotations"):
+    return None
+  path = os.path.join(output_dir, f"instances_{split}.json")
+  files.write_json(path, renderer.coco_annotations(split))
+  return path
+
+
 def main(argv):
   del argv
   paths = write_images(_OUTPUT_DIR.value, _SPLIT.value, _COUNT.value, _SIZE.value, _DATASET.value)
   print(f"wrote {len(paths)} images to {_OUTPUT_DIR.value}")
-  renderer = importlib.import_module(DATASETS[_DATASET.value])
-  if hasattr(renderer, "coco_annotations"):  # a detection dataset: its annotation file too
-    path = os.path.join(_OUTPUT_DIR.value, f"instances_{_SPLIT.value}.json")
-    files.write_json(path, renderer.coco_annotations(_SPLIT.value))
-    print(f"wrote the {_SPLIT.value} split's COCO annotations to {path}")
+  annotations = write_annotations(_OUTPUT_DIR.value, _SPLIT.value, _DATASET.value)
+  if annotations:
+    print(f"wrote the {_SPLIT.value} split's COCO annotations, as the dataset holds it, to {annotations}")
 
 
 if __name__ == "__main__":

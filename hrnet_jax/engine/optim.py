@@ -5,7 +5,7 @@ Schedules are defined in epochs, as the papers state them, and converted to opti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -52,10 +52,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
 
 def layer_bias_mask(params: Any) -> Any:
   """True for the biases of convolutions and linear layers (a ``bias`` beside a ``kernel``), not of norms."""
-  def mark(tree: Any) -> Any:
-    if not isinstance(tree, dict):
-      return False
-    return {name: (name == "bias" and "kernel" in tree) if not isinstance(value, dict) else mark(value)
+  def mark(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: mark(value) if isinstance(value, Mapping) else (name == "bias" and "kernel" in tree)
             for name, value in tree.items()}
   return mark(params)
 

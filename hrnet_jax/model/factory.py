@@ -67,8 +67,8 @@ class ModelDefaults:
 
 
 BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fusion_op", "fuse_schedule",
-                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "norm_eval", "scan_repeats",
-                    "dtype", "param_dtype")
+                    "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "norm_eval",
+                    "scan_repeats", "dtype", "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "fpn_levels", "fpn_stride",
                 "fpn_pooling", "head_channels", "final_channels")
 

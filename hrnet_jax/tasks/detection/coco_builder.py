@@ -7,8 +7,9 @@ Manual directory (``--manual_dir``), as downloaded from cocodataset.org::
     MANUAL_DIR/train2017/000000000009.jpg ...
     MANUAL_DIR/val2017/000000000139.jpg ...
 
-Objects are read as MMDetection v2's ``CocoDataset._parse_ann_info`` reads them: an annotation whose box does not
-overlap the image, has zero area or is under 1 pixel wide or high is dropped; the others keep their absolute box
+Objects are read as MMDetection v2's ``CocoDataset._parse_ann_info`` reads them: an annotation marked ``ignore``,
+of a category the file does not list, or whose box does not overlap the image, has zero area or is under 1 pixel
+wide or high is dropped; the others keep their absolute box
 (``[x, y, x + w, y + h]``, no "+1"), the contiguous label (the file's categories in ``id`` order: COCO's 80 give
 0..79), ``iscrowd`` (crowd regions are ignored in training and evaluation), the float area, the annotation id and
 the instance mask (polygons and RLE, as pycocotools' ``annToRLE``, stored as compressed RLE ``counts``). The class
@@ -41,18 +42,21 @@ def annotation_file(manual_dir: str, split: str) -> str:
   return os.path.join(manual_dir, "annotations", f"instances_{SPLIT_FILES[split]}.json")
 
 
-def usable(annotation: dict[str, Any], width: int, height: int) -> bool:
-  """MMDetection's test: the box overlaps the image, has a positive area and is at least 1 x 1 pixel."""
+def usable(annotation: dict[str, Any], width: int, height: int, labels: dict[int, int]) -> bool:
+  """MMDetection's test: not ignored, of a known category, and the box overlaps the image, has a positive area and
+  is at least 1 x 1 pixel."""
+  if annotation.get("ignore", False) or annotation["category_id"] not in labels:
+    return False
   x, y, w, h = annotation["bbox"]
   overlap_w = max(0.0, min(x + w, width) - max(x, 0.0))
   overlap_h = max(0.0, min(y + h, height) - max(y, 0.0))
   return overlap_w * overlap_h > 0 and annotation["area"] > 0 and w >= 1 and h >= 1
 
 
-def image_objects(coco: COCO, image: dict[str, Any], labels: dict[int, int]) -> tuple[dict[str, Any], int]:
-  """One image's usable objects padded to ``MAX_OBJECTS`` (``object_features``) and how many it had beyond."""
-  kept = [a for a in coco.imgToAnns.get(image["id"], []) if usable(a, image["width"], image["height"])]
-  extra = max(0, len(kept) - MAX_OBJECTS)
+def image_objects(coco: COCO, image: dict[str, Any], labels: dict[int, int]) -> tuple[dict[str, Any], bool]:
+  """One image's usable objects padded to ``MAX_OBJECTS`` (``object_features``), and whether it had more."""
+  kept = [a for a in coco.imgToAnns.get(image["id"], []) if usable(a, image["width"], image["height"], labels)]
+  truncated = len(kept) > MAX_OBJECTS
   kept = kept[:MAX_OBJECTS]
   objects = {"boxes": np.zeros((MAX_OBJECTS, 4), np.float32), "labels": np.zeros(MAX_OBJECTS, np.int64),
              "is_crowd": np.zeros(MAX_OBJECTS, bool), "areas": np.zeros(MAX_OBJECTS, np.float32),
@@ -66,7 +70,7 @@ def image_objects(coco: COCO, image: dict[str, Any], labels: dict[int, int]) -> 
     objects["object_ids"][k] = annotation["id"]
     counts = coco.annToRLE(annotation)["counts"]  # polygons, uncompressed and compressed RLE alike
     objects["rles"][k] = counts.encode() if isinstance(counts, str) else counts
-  return {"image_id": image["id"], "num_objects": len(kept), **objects}, extra
+  return {"image_id": image["id"], "num_objects": len(kept), **objects}, truncated
 
 
 class CocoInstances(tfds.core.GeneratorBasedBuilder):
@@ -85,7 +89,7 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
         metadata=tfds.core.MetadataDict(),
         disable_shuffling=True)  # stored in image-id order (training draws its own order)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator[tuple[int, dict]]]:
     manual_dir = os.fspath(dl_manager.manual_dir)
     splits = {}
     for split, folder in SPLIT_FILES.items():
@@ -111,8 +115,8 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
       if annotated_only and not coco.imgToAnns.get(image_id):
         continue
       image = coco.imgs[image_id]
-      objects, extra = image_objects(coco, image, labels)
-      truncated += bool(extra)
+      objects, more = image_objects(coco, image, labels)
+      truncated += more
       yield image_id, {**objects, "image": os.path.join(image_dir, image["file_name"])}
     if truncated:
       logging.warning("%d images in %s have more than %d usable objects; their first %d are kept", truncated,

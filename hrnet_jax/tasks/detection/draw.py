@@ -6,6 +6,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+
 def draw_boxes(image: Image.Image, boxes: Sequence[Sequence[float]], scores: Sequence[float],
                classes: Sequence[str], threshold: float) -> Image.Image:
   """``image`` (RGB) with each box (xyxy, its pixels) scoring at least ``threshold``, its class and score."""

@@ -42,15 +42,24 @@ CLASS_SETS = {"coco": ClassSet(COCO_NAMES, COCO_IDS),
 DATASET_CLASSES = "dataset"
 
 
+def recorded_classes(data: ml_collections.ConfigDict) -> ClassSet | None:
+  """The classes the prepared dataset ``data.name`` records in its metadata (names and ``category_id``s, as its
+  builder read them from the annotation file), or None when it records none."""
+  from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
+  metadata = sources.builder(data.name, data.data_dir, data.manual_dir).info.metadata or {}
+  if "class_names" not in metadata or "category_ids" not in metadata:
+    return None
+  return ClassSet(tuple(metadata["class_names"]), tuple(metadata["category_ids"]))
+
+
 def class_set(data: ml_collections.ConfigDict) -> ClassSet:
   """The class set ``data.classes`` names; ``"dataset"`` reads the prepared dataset's metadata."""
   if data.classes == DATASET_CLASSES:
-    from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
-    metadata = sources.builder(data.name, data.data_dir, data.manual_dir).info.metadata or {}
-    if "class_names" not in metadata or "category_ids" not in metadata:
+    recorded = recorded_classes(data)
+    if recorded is None:
       raise ValueError(f"dataset {data.name} records no class names and category ids; set data.classes to one of "
                        f"{', '.join(CLASS_SETS)}")
-    return ClassSet(tuple(metadata["class_names"]), tuple(metadata["category_ids"]))
+    return recorded
   if data.classes not in CLASS_SETS:
     raise unknown_name("class set (data.classes)", data.classes, [*CLASS_SETS, DATASET_CLASSES])
   return CLASS_SETS[data.classes]

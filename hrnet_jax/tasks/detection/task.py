@@ -79,7 +79,8 @@ class DetectionTask(Task):
 
   def check_dataset(self, class_names: list[str] | None) -> None:
     """The model predicts the class set's classes, and each of the dataset's labels (``class_names``, from its
-    metadata) is the class set's class of that label (a file may hold only the first few, as the fixture)."""
+    metadata) is the class set's class of that label, under the same COCO ``category_id`` (a file may hold only the
+    first few, as the fixture)."""
     name = self.config.data.classes
     if self.output_count() != self.class_set.count:
       raise ValueError(f"the model predicts {self.output_count()} classes but class set {name!r} has "
@@ -89,6 +90,11 @@ class DetectionTask(Task):
       if dataset_name != expected:
         raise ValueError(f"the dataset's label {label} is {dataset_name!r} but class set {name!r} (data.classes) "
                          f"has {expected!r} there; the dataset's classes are {list(class_names)}")
+    recorded = label_sets.recorded_classes(self.config.data) if class_names else None
+    if recorded is not None and recorded.category_ids != self.class_set.category_ids[:recorded.count]:
+      raise ValueError(f"the dataset's category_ids {list(recorded.category_ids)} are not class set {name!r}'s "
+                       f"{list(self.class_set.category_ids[:recorded.count])}: results would carry the wrong ids; "
+                       f"set data.classes=dataset")
 
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as
