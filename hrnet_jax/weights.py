@@ -103,6 +103,9 @@ def download(name: str, folder: str) -> str:
     try:
       with os.fdopen(handle, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
         shutil.copyfileobj(response, f, 1 << 20)
+        expected = response.headers.get("Content-Length")
+        if expected is not None and f.tell() != int(expected):  # http.client returns a cut body without an error
+          raise ConnectionError(f"the transfer ended after {f.tell()} of {expected} bytes")
     # The network's failures (a local disk's, e.g. a full one, are errors of their own).
     except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
       detail = getattr(error, "reason", None) or error

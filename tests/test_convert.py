@@ -189,3 +189,6 @@ def test_bad_sources_are_clear_errors(tmp_path):
   # A checkpoint of an older version: a variable no layer has is named, not a KeyError.
   with pytest.raises(hrnet_jax.WeightMismatchError, match="params head/bbox_head/scales_0 is no variable"):
     convert.flax_state({"params": {"head": {"bbox_head": {"scales_0": np.ones(())}}}})
+  (tmp_path / "cut.safetensors").write_bytes(b"x" * 1000)  # a download cut short
+  with pytest.raises(ValueError, match="cut.safetensors is not a readable safetensors file"):
+    hrnet_jax.load_pytorch_weights(model, tmp_path / "cut.safetensors")

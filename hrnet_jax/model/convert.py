@@ -106,8 +106,12 @@ def _read_file(path: str, name: str) -> dict[str, Any]:
       raise ImportError(f"reading {name} needs PyTorch: pip install 'hrnet_jax[torch]'") from e
     return torch.load(path, map_location="cpu", weights_only=True)
   if suffix == ".safetensors":
+    from safetensors import SafetensorError  # pylint: disable=import-outside-toplevel
     from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-    return load_file(path)
+    try:
+      return load_file(path)
+    except SafetensorError as error:
+      raise ValueError(f"{name} is not a readable safetensors file ({error}): damaged or cut short?") from None
   if suffix == ".npz":
     with np.load(path) as archive:
       return {k: archive[k] for k in archive.files}
