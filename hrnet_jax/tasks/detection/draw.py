@@ -15,5 +15,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Sequence[float]], scores: Seq
   for (x1, y1, x2, y2), score, name in zip(boxes, scores, classes):
     if score >= threshold:
       draw.rectangle((x1, y1, x2, y2), outline=(255, 64, 64), width=max(2, image.width // 300))
-      draw.text((x1 + 3, y1 + 2), f"{name} {score:.2f}", fill=(255, 255, 255))
+      label = f"{name} {score:.2f}"
+      draw.rectangle(draw.textbbox((x1 + 3, y1 + 2), label), fill=(0, 0, 0))  # readable on any background
+      draw.text((x1 + 3, y1 + 2), label, fill=(255, 255, 255))
   return image
