@@ -152,6 +152,29 @@ def test_reinit_head_keeps_backbone_and_reports_new_head():
   assert "re-initialised" in report.summary()
 
 
+def test_an_openmmlab_checkpoint_loads_as_a_backbone_and_its_head_is_reported(tmp_path):
+  """mmpose's layout (``backbone.`` + ``keypoint_head.``, in a ``state_dict`` wrapper with ``meta``): the backbone
+  loads, the head is re-initialised, and the report lists both the new head and the checkpoint's head keys."""
+  meta = json.loads(shared_path("golden", "pose_tiny.json").read_text())
+  with np.load(shared_path("golden", "pose_tiny.npz")) as archive:
+    official = {k[3:]: archive[k] for k in archive.files if k.startswith("sd/")}
+  mmpose = {("keypoint_head." if k.startswith("final_layer.") else "backbone.") + k: v for k, v in official.items()}
+  path = tmp_path / "mmpose_hrnet.npz"
+  np.savez(path, **mmpose)
+  model = hrnet_jax.create_model(meta["extra"], task="pose", num_keypoints=17)
+  with pytest.raises(hrnet_jax.WeightMismatchError, match=r"(?s)looks like: .* with no head .*2 missing from the "
+                                                        r"checkpoint:.*final_layer\.weight \[17, 8, 1, 1\]"):
+    convert.convert_state_dict(model, path)
+  variables, report = convert.convert_state_dict(model, path, reinit_head=True)
+  assert report.reinitialized == ["final_layer.bias", "final_layer.weight"]
+  assert {"keypoint_head.final_layer.bias", "keypoint_head.final_layer.weight"} <= set(report.ignored)
+  assert "re-initialised 2: final_layer.bias, final_layer.weight" in report.summary()
+  assert "keypoint_head.final_layer.weight" in report.summary()
+  np.testing.assert_array_equal(variables["params"]["backbone"]["conv1"]["kernel"],
+                                official["conv1.weight"].astype(np.float32).transpose(2, 3, 1, 0))
+  assert len(report.loaded) == len(official) - 2 - sum(k.endswith("num_batches_tracked") for k in official)
+
+
 def test_wrapper_prefixes_aliases_and_file_formats(tmp_path):
   model = hrnet_jax.create_model("hrnet_tiny", task="landmarks", num_landmarks=5)
   variables = random_variables(model, seed=3)

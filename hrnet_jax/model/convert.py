@@ -28,6 +28,7 @@ from hrnet_jax.model import checkpoint_inspect, scan_layout
 
 # Wrappers the official training scripts save around the network (DataParallel, the segmentation FullModel).
 _WRAPPER_PREFIXES = ("module.", "model.")
+_OPENMMLAB_BACKBONE = "backbone."  # OpenMMLab's models hold the HRNet under this name
 # Keys that belong to a training wrapper, not to the network.
 _IGNORED_KEY = re.compile(r"(^|\.)num_batches_tracked$|^loss\.")
 # The official landmark code names the V2 head ``head``; the segmentation code, ``last_layer``; the OCR code loads
@@ -128,12 +129,25 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 def _normalize_keys(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-  """Strips wrapper prefixes; returns the state and the keys it ignored."""
+  """Strips wrapper prefixes and reads OpenMMLab's layout (``openmmlab_backbone``); returns the state and the keys
+  it ignored."""
   for prefix in _WRAPPER_PREFIXES:
     if state and all(k.startswith(prefix) or _IGNORED_KEY.search(k) for k in state):
       state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-  ignored = sorted(k for k in state if _IGNORED_KEY.search(k))
+  state, ignored = openmmlab_backbone(state)
+  ignored += sorted(k for k in state if _IGNORED_KEY.search(k))
   return {k: v for k, v in state.items() if not _IGNORED_KEY.search(k)}, ignored
+
+
+def openmmlab_backbone(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+  """An OpenMMLab checkpoint (mmpose, mmseg, mmdet: the HRNet under ``backbone.``, official names below it, beside
+  ``keypoint_head.``, ``decode_head.``, ``neck.``, ...) as the official backbone's keys, and its other modules'
+  keys, which no HRNet head here is named as (they are ignored: load with ``reinit_head``). Other checkpoints pass
+  unchanged."""
+  if not any(k.startswith(_OPENMMLAB_BACKBONE) for k in state):
+    return state, []
+  backbone = {k[len(_OPENMMLAB_BACKBONE):]: v for k, v in state.items() if k.startswith(_OPENMMLAB_BACKBONE)}
+  return backbone, sorted(k for k in state if not k.startswith(_OPENMMLAB_BACKBONE))
 
 
 def _apply_aliases(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
