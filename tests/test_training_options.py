@@ -63,30 +63,38 @@ def test_sgd_weight_decay_is_added_to_the_gradient_like_pytorch():
   np.testing.assert_allclose(updates["w"]["kernel"], [-0.5 * (1.0 + 0.1 * 2.0)])
 
 
-def test_head_learning_rate_multiplier_is_pytorchs_parameter_group_for_exactly_the_head():
-  """HRNet-OCR's NONBACKBONE_MULT: a second SGD group at lr x 10 along the poly schedule, momentum and L2 decay as
-  torch.optim.SGD (the buffer accumulates gradient + decay; the group's lr multiplies only the step)."""
-  config = config_lib.base_config()
-  config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, head_lr_multiplier=10.0)
-  config.schedule.update(name="poly", power=0.9)
-  schedule = optim.learning_rate_schedule(config, total_steps=5, steps_per_epoch=5)
-  tx = optim.create_optimizer(config, schedule)
-  params = {"backbone": {"conv": {"kernel": jnp.array([2.0, -1.0])}},
-            "head": {"cls_head": {"kernel": jnp.array([0.5]), "bias": jnp.array([1.0])}}}
+def assert_equals_torch_sgd(tx, params, steps, rate, decay):
+  """Runs ``tx`` for ``steps`` on random gradients beside torch.optim.SGD's rule written out, per parameter group:
+  the buffer accumulates gradient + decay x parameter (momentum 0.9), and the group's rate multiplies only the step.
+  ``rate(step, path)`` and ``decay(path)`` give each leaf's group values (``path``: its dict keys)."""
   state = tx.init(params)
   reference = jax.tree.map(np.asarray, params)
   buffers = jax.tree.map(np.zeros_like, reference)
   rng = np.random.default_rng(0)
-  for step in range(4):
+  keys = lambda path: tuple(entry.key for entry in path)
+  for step in range(steps):
     grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), reference)
     updates, state = tx.update(jax.tree.map(jnp.asarray, grads), state, params)
     params = optax.apply_updates(params, updates)
-    for group, multiplier in (("backbone", 1.0), ("head", 10.0)):
-      lr = 0.1 * (1 - step / 5) ** 0.9 * multiplier
-      buffers[group] = jax.tree.map(lambda b, g, p: 0.9 * b + g + 1e-4 * p, buffers[group], grads[group],
-                                    reference[group])
-      reference[group] = jax.tree.map(lambda p, b, lr=lr: p - lr * b, reference[group], buffers[group])
+    buffers = jax.tree_util.tree_map_with_path(lambda path, b, g, p: 0.9 * b + g + decay(keys(path)) * p, buffers,
+                                               grads, reference)
+    reference = jax.tree_util.tree_map_with_path(lambda path, p, b, step=step: p - rate(step, keys(path)) * b,
+                                                 reference, buffers)
   chex.assert_trees_all_close(params, reference, rtol=1e-5)
+
+
+def test_head_learning_rate_multiplier_is_pytorchs_parameter_group_for_exactly_the_head():
+  """HRNet-OCR's NONBACKBONE_MULT: a second SGD group at lr x 10 along the poly schedule, momentum and L2 decay as
+  torch.optim.SGD."""
+  config = config_lib.base_config()
+  config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, head_lr_multiplier=10.0)
+  config.schedule.update(name="poly", power=0.9)
+  schedule = optim.learning_rate_schedule(config, total_steps=5, steps_per_epoch=5)
+  params = {"backbone": {"conv": {"kernel": jnp.array([2.0, -1.0])}},
+            "head": {"cls_head": {"kernel": jnp.array([0.5]), "bias": jnp.array([1.0])}}}
+  assert_equals_torch_sgd(optim.create_optimizer(config, schedule), params, 4,
+                          lambda step, path: 0.1 * (1 - step / 5) ** 0.9 * (10.0 if path[0] == "head" else 1.0),
+                          lambda path: 1e-4)
   assert optim.head_mask(params) == {"backbone": {"conv": {"kernel": False}},
                                      "head": {"cls_head": {"kernel": True, "bias": True}}}
 
@@ -114,21 +122,11 @@ def test_bias_learning_rate_and_decay_are_mmdetections_for_conv_biases_only():
   tx = optim.create_optimizer(config, lambda step: 0.1)
   params = {"conv": {"kernel": jnp.array([2.0, -1.0]), "bias": jnp.array([1.0])},
             "gn": {"scale": jnp.array([1.5]), "bias": jnp.array([0.5])}, "scale": {"scale": jnp.array([1.0])}}
-  is_bias = {"conv": {"kernel": False, "bias": True}, "gn": {"scale": False, "bias": False},
-             "scale": {"scale": False}}
-  assert optim.layer_bias_mask(params) == is_bias
-  state = tx.init(params)
-  reference = jax.tree.map(np.asarray, params)
-  buffers = jax.tree.map(np.zeros_like, reference)
-  rng = np.random.default_rng(0)
-  for _ in range(3):
-    grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), reference)
-    updates, state = tx.update(jax.tree.map(jnp.asarray, grads), state, params)
-    params = optax.apply_updates(params, updates)
-    buffers = jax.tree.map(lambda b, g, p, bias: 0.9 * b + g + (0.0 if bias else 1e-2) * p, buffers, grads,
-                           reference, is_bias)
-    reference = jax.tree.map(lambda p, b, bias: p - (0.2 if bias else 0.1) * b, reference, buffers, is_bias)
-  chex.assert_trees_all_close(params, reference, rtol=1e-5)
+  assert optim.layer_bias_mask(params) == {"conv": {"kernel": False, "bias": True},
+                                           "gn": {"scale": False, "bias": False}, "scale": {"scale": False}}
+  conv_bias = lambda path: path == ("conv", "bias")
+  assert_equals_torch_sgd(tx, params, 3, lambda step, path: 0.2 if conv_bias(path) else 0.1,
+                          lambda path: 0.0 if conv_bias(path) else 1e-2)
   # On the FCOS detector: exactly its convolutions' biases (the neck's and the three predictors'; the towers' convs
   # and the backbone's have none), not the GroupNorm or BatchNorm biases nor the per-level scales.
   config = config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny"))
