@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hrnet_jax import files
+
+# The official 2017 splits' image folders (MANUAL_DIR/<folder>/) and annotation-file suffixes, by tfds split.
+SPLIT_FOLDERS = {"train": "train2017", "validation": "val2017"}
 
 
 @contextlib.contextmanager
@@ -35,6 +39,18 @@ def coco_index(dataset: dict[str, Any]) -> COCO:
 def read(path: str, what: str) -> COCO:
   """The ``COCO`` index of the annotation file at ``path`` (``what`` names it in errors: a config key)."""
   return coco_index(files.read_json(path, what))
+
+
+def official_files(manual_dir: str, kind: str, instructions: str) -> list[tuple[str, str, str]]:
+  """(split, annotation file, image folder) of each 2017 split whose ``annotations/<kind>_<folder>.json`` is in
+  ``manual_dir``, as downloaded from cocodataset.org (a split whose file is missing is not built); a
+  ``FileNotFoundError`` with ``instructions`` when there is none."""
+  found = [(split, os.path.join(manual_dir, "annotations", f"{kind}_{folder}.json"), os.path.join(manual_dir, folder))
+           for split, folder in SPLIT_FOLDERS.items()]
+  found = [entry for entry in found if os.path.exists(entry[1])]
+  if not found:
+    raise FileNotFoundError(f"no annotations/{kind}_*2017.json in {manual_dir}; {instructions}")
+  return found
 
 
 def cocoeval_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str, **params: Any) -> np.ndarray:

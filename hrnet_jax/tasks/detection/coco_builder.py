@@ -31,15 +31,10 @@ from hrnet_jax import coco_api
 from hrnet_jax.tasks.detection.builder import object_features
 
 MAX_OBJECTS = 100  # COCO 2017 has at most 93 annotations in an image
-SPLIT_FILES = {"train": "train2017", "validation": "val2017"}
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download from https://cocodataset.org/#download: 2017 Train images, 2017 Val images and 2017 Train/Val
 annotations; unpack them so that MANUAL_DIR holds annotations/instances_{train,val}2017.json and the train2017/
 and val2017/ image folders. A split whose annotation file is missing is not built."""
-
-
-def annotation_file(manual_dir: str, split: str) -> str:
-  return os.path.join(manual_dir, "annotations", f"instances_{SPLIT_FILES[split]}.json")
 
 
 def usable(annotation: dict[str, Any], width: int, height: int, labels: dict[int, int]) -> bool:
@@ -92,20 +87,15 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator[tuple[int, dict]]]:
     manual_dir = os.fspath(dl_manager.manual_dir)
     splits = {}
-    for split, folder in SPLIT_FILES.items():
-      path = annotation_file(manual_dir, split)
-      if not os.path.exists(path):
-        continue
+    for split, path, image_dir in coco_api.official_files(manual_dir, "instances", MANUAL_DOWNLOAD_INSTRUCTIONS):
       coco = coco_api.read(path, "annotation file")
       categories = sorted(coco.dataset["categories"], key=lambda category: category["id"])
       names, ids = [c["name"] for c in categories], [c["id"] for c in categories]
       if self.info.metadata.setdefault("category_ids", ids) != ids:
         raise ValueError(f"{path} has other categories than the other split's: {names}")
       self.info.metadata["class_names"] = names
-      splits[split] = self._generate_examples(coco, os.path.join(manual_dir, folder), split == "train",
+      splits[split] = self._generate_examples(coco, image_dir, split == "train",
                                               {category_id: label for label, category_id in enumerate(ids)})
-    if not splits:
-      raise FileNotFoundError(f"no annotations/instances_*2017.json in {manual_dir}; {MANUAL_DOWNLOAD_INSTRUCTIONS}")
     return splits
 
   def _generate_examples(self, coco: COCO, image_dir: str, annotated_only: bool,

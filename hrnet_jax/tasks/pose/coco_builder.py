@@ -22,18 +22,14 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from hrnet_jax import coco_api
 from hrnet_jax.files import read_json
 
 NUM_KEYPOINTS = 17
-SPLIT_FILES = {"train": "train2017", "validation": "val2017"}
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download from https://cocodataset.org/#download: 2017 Train images, 2017 Val images and 2017 Train/Val
 annotations; unpack them so that MANUAL_DIR holds annotations/person_keypoints_{train,val}2017.json and the
 train2017/ and val2017/ image folders. A split whose annotation file is missing is not built."""
-
-
-def annotation_file(manual_dir: str, split: str) -> str:
-  return os.path.join(manual_dir, "annotations", f"person_keypoints_{SPLIT_FILES[split]}.json")
 
 
 def clean_box(box: list[float], width: int, height: int) -> list[float] | None:
@@ -98,16 +94,11 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = os.fspath(dl_manager.manual_dir)
     splits = {}
-    for split, folder in SPLIT_FILES.items():
-      path = annotation_file(manual_dir, split)
-      if not os.path.exists(path):
-        continue
+    for split, path, image_dir in coco_api.official_files(manual_dir, "person_keypoints",
+                                                          MANUAL_DOWNLOAD_INSTRUCTIONS):
       instances = person_instances(read_json(path, "annotation file"))
       self.info.metadata.setdefault("labelled", {})[split] = sum(bool(i["keypoints"].any()) for i in instances)
-      splits[split] = self._generate_examples(instances, os.path.join(manual_dir, folder))
-    if not splits:
-      raise FileNotFoundError(f"no annotations/person_keypoints_*2017.json in {manual_dir}; "
-                              f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      splits[split] = self._generate_examples(instances, image_dir)
     return splits
 
   def _generate_examples(self, instances: list[dict[str, Any]], image_dir: str) -> Iterator[tuple[int, dict]]:
