@@ -39,14 +39,19 @@ def read_json(location: PathLike, what: str = "file") -> Any:
     raise ValueError(f"{what} {location} is not JSON ({error})") from None
 
 
-def write_text(location: PathLike, text: str) -> None:
+def write_bytes(location: PathLike, content: bytes) -> None:
   """Writes ``location`` whole or not at all (a temporary file, then a rename): a run killed mid-write leaves the
   old file, never half a new one. Its folder is made if needed."""
   target = path(location)
   target.parent.mkdir(parents=True, exist_ok=True)
   temporary = target.parent / f"{target.name}.tmp{os.getpid()}"
-  temporary.write_text(text)
+  temporary.write_bytes(content)
   temporary.replace(target)
+
+
+def write_text(location: PathLike, text: str) -> None:
+  """``write_bytes`` of ``text`` in UTF-8."""
+  write_bytes(location, text.encode())
 
 
 def write_json(location: PathLike, content: Any) -> None:

@@ -182,7 +182,7 @@ sys.modules["tensorflow"] = None  # importing TensorFlow now fails
 sys.modules["tensorflow_datasets"] = None
 import numpy as np
 import hrnet_jax
-from hrnet_jax import benchmark, evaluate, summary, tasks
+from hrnet_jax import benchmark, evaluate, export, summary, tasks
 from hrnet_jax.engine import checkpointing, config_lib, metric_writer, optim, sharding, trainer, weights
 from hrnet_jax.heatmaps import codec, task
 from hrnet_jax.tasks.landmarks import task
@@ -201,6 +201,13 @@ state = convert.to_state_dict(jax.tree.map(lambda s: rng.standard_normal(s.shape
 variables = hrnet_jax.load_pytorch_weights(model, state)
 logits = model.apply(variables, np.zeros((1, 32, 32, 3), np.float32))
 assert logits.shape == (1, 8, 8, 3), logits.shape
+import tempfile
+config = config_lib.load("configs/demo.py")  # an export written and called back
+classifier = tasks.create(config).create_model()
+shapes = convert.model_variable_shapes(classifier, (1, 32, 32, 3))
+with tempfile.TemporaryDirectory() as directory:
+  export.export(config, jax.tree.map(lambda s: np.ones(s.shape, s.dtype), shapes), directory, [(32, 32)])
+  assert export.load(directory)(np.zeros((2, 32, 32, 3)))["probabilities"].shape == (2, 4)
 print("tensorflow-free:", sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets")
                                  and sys.modules[m] is not None))
 """

@@ -64,8 +64,10 @@ def heatmap_maxima(heatmaps: jax.Array, refine: bool = True, margin: int = 2) ->
   2 from the right/bottom (the pose code; the facial-landmark code's ``decode_preds`` uses margin 1)."""
   batch, height, width, count = heatmaps.shape
   flat = heatmaps.transpose(0, 3, 1, 2).reshape(batch, count, height * width)
-  index = jnp.argmax(flat, axis=-1)
-  maxvals = jnp.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+  maxvals = jnp.max(flat, axis=-1)
+  # argmax (the first maximum) as max then min index: jnp.argmax's two-operand reduce has no TFLite kernel.
+  positions = jnp.arange(height * width)
+  index = jnp.min(jnp.where(flat == maxvals[..., None], positions, height * width - 1), axis=-1)
   x, y = index % width, index // width
   coords = jnp.stack([x, y], -1).astype(jnp.float32) * (maxvals > 0)[..., None]
   if not refine:

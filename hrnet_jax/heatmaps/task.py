@@ -15,6 +15,7 @@ from hrnet_jax.heatmaps import codec, draw
 from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 from hrnet_jax.registry import Registry
 from hrnet_jax.tasks.base import Batch, Task, enlarged
+from hrnet_jax.tasks.spec import Serving
 
 
 def heatmap_mse(outputs: jax.Array, batch: dict[str, jax.Array], factor: float) -> jax.Array:
@@ -34,6 +35,7 @@ class HeatmapTask(Task):
   noun: str  # "keypoint" or "landmark", for messages
   keypoint_sets: Registry  # the sets this task knows, by name
   loss_factor: float  # the official loss: JointsMSELoss's 0.5 (pose) or MSELoss's 1 (landmarks)
+  points_meaning: str  # what ``image_points`` gives per example, for the export's sidecar
   train_reads = ("image", "target", "target_weight", "mask")
 
   @property
@@ -72,6 +74,18 @@ class HeatmapTask(Task):
     scale = shown.width / image.width
     points = np.concatenate([preview["points"] * scale, np.ones_like(preview["points"][:, :1])], -1)
     return draw.draw_keypoints(shown, [points], self.spec)
+
+  @abc.abstractmethod
+  def image_points(self, heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
+    """The points [B, K, ...] in image pixels that heatmaps of boxes (``center``, ``scale`` [B, 2]) decode to."""
+
+  def serving(self) -> Serving:
+    def run(apply, image, center, scale):
+      return {self.noun + "s": self.image_points(self.predict(apply, {"image": image}), center, scale)}
+    box = "the box the image was cropped from (its affine crop, as the eval preprocessing): "
+    return Serving(run, inputs={"center": ((2,), box + "its center (x, y) in image pixels"),
+                                "scale": ((2,), box + "its (width, height) / 200")},
+                   outputs={self.noun + "s": self.points_meaning}, names=self.spec.names)
 
   @abc.abstractmethod
   def box_example(self, encoded: bytes, box: list[float], image_id: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from hrnet_jax import tasks
 from hrnet_jax.model import factory
-from hrnet_jax.tasks.spec import KeySpecs
+from hrnet_jax.tasks.spec import KeySpecs, Serving
 
 Batch = dict[str, jax.Array]
 
@@ -120,6 +120,11 @@ class Task(abc.ABC):
   def finalize(self, sums: dict[str, Any], examples: Any) -> dict[str, float]:
     """Final metrics from the sums over the whole eval set and the collected ``eval_examples`` (the
     ``example_collector``'s result)."""
+
+  def serving(self) -> Serving | None:
+    """The deployed prediction (``python -m hrnet_jax.export``): inputs, outputs and how one follows from the other;
+    None for a task that exports nothing yet."""
+    return None
 
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random images and targets in the layout ``loss`` reads (for ``python -m hrnet_jax.benchmark``)."""

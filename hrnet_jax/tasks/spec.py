@@ -64,6 +64,21 @@ class Prediction:
   errors: dict[str, str]
 
 
+@dataclasses.dataclass(frozen=True)
+class Serving:
+  """What ``python -m hrnet_jax.export`` serialises for a task: ``run(apply, image, **inputs)`` -> named arrays,
+  where ``apply`` runs the model in inference mode and ``image`` [B, H, W, 3] is normalised as in training.
+
+  inputs: the per-example inputs after the image, in call order: name -> (shape per example, meaning).
+  outputs: name -> meaning (shapes per example included), for the export's sidecar.
+  names: what the outputs index (class or keypoint names), when the task knows them without the dataset.
+  """
+  run: Callable[..., Mapping[str, Any]]
+  inputs: Mapping[str, tuple[tuple[int, ...], str]]
+  outputs: Mapping[str, str]
+  names: tuple[str, ...] = ()
+
+
 class BatchContractError(ValueError):
   """A recipe's batches do not carry what a task reads, or not as the recipe declares."""
 

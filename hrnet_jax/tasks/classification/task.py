@@ -11,6 +11,7 @@ import optax
 from PIL import Image, ImageDraw
 
 from hrnet_jax.tasks.base import Batch, Task, enlarged
+from hrnet_jax.tasks.spec import Serving
 
 
 class ClassificationTask(Task):
@@ -61,6 +62,13 @@ class ClassificationTask(Task):
     count = float(sums["count"])
     return {"top1": 100 * float(sums["top1"]) / count, "top5": 100 * float(sums["top5"]) / count,
             "loss": float(sums["loss"]) / count, "count": count}
+
+  def serving(self) -> Serving:
+    def run(apply, image):
+      logits = apply(image).astype(jnp.float32)
+      return {"probabilities": jax.nn.softmax(logits), "logits": logits}
+    return Serving(run, inputs={}, outputs={"probabilities": "[classes] softmax of the logits",
+                                            "logits": "[classes] the model's output"})
 
   def synthetic_batch(self, batch: int, size: tuple[int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {"image": rng.standard_normal((batch, *size, 3), dtype=np.float32), "mask": np.ones((batch,), np.float32),

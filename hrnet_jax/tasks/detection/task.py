@@ -17,6 +17,7 @@ from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
 from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets
+from hrnet_jax.tasks.spec import Serving
 
 HEADS = ("fcos", "centernet")
 
@@ -123,6 +124,17 @@ class DetectionTask(Task):
           out, points, (size[0], size[1]), test.pre_nms, test.score_threshold, test.iou_threshold,
           test.max_detections))(outputs, batch["image_size"].astype(jnp.float32))
     return jax.vmap(lambda out: centernet.centernet_detections(out, test.max_detections))(outputs)
+
+  def serving(self) -> Serving:
+    """Boxes after NMS, as in evaluation, in the pixels of the (resized, padded) input image."""
+    def run(apply, image, image_size):
+      batch = {"image": image, "image_size": image_size}
+      return self.detections(self.predict(apply, batch), batch)._asdict()
+    limit = self.config.detection_test.max_detections
+    return Serving(run, names=self.class_set.names,
+                   inputs={"image_size": ((2,), "(height, width) of the image inside the padded input")},
+                   outputs={"boxes": f"[{limit}, 4] x1, y1, x2, y2 in input pixels", "scores": f"[{limit}]",
+                            "labels": f"[{limit}] int32 class index", "valid": f"[{limit}] bool: a detection"})
 
   def eval_sums(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     del outputs

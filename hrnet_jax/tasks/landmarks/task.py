@@ -23,7 +23,11 @@ class LandmarkTask(HeatmapTask):
   noun = "landmark"
   keypoint_sets = LANDMARK_SETS
   loss_factor = 1.0
+  points_meaning = "[landmarks, 2] x, y in image pixels (the official 1-based integer decoding)"
   eval_reads = ("image", "mask", "center", "scale", "gt_landmarks", "box_size", "target", "target_weight")
+
+  def image_points(self, heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
+    return landmarks_to_image(heatmaps, center, scale)
 
   def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     predicted = landmarks_to_image(outputs, batch["center"], batch["scale"])

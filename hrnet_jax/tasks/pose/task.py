@@ -30,6 +30,7 @@ class PoseTask(HeatmapTask):
   noun = "keypoint"
   keypoint_sets = KEYPOINT_SETS
   loss_factor = 0.5
+  points_meaning = "[keypoints, 3] x, y in image pixels and the heatmap peak (confidence)"
   eval_reads = ("image", "mask", "index", "center", "scale", "score", "box_area", "image_id", "gt_keypoints",
                 "gt_bbox", "gt_area", "target", "target_weight")
 
@@ -44,10 +45,13 @@ class PoseTask(HeatmapTask):
       return None
     return DetectionSource(self.config.data.detections, self.config.data.image_dir)
 
+  def image_points(self, heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
+    coords, maxvals = codec.heatmap_maxima(heatmaps)
+    points = codec.heatmap_to_image(coords, center, scale, heatmaps.shape[1:3])
+    return jnp.concatenate([points, maxvals[..., None]], -1)
+
   def eval_examples(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-    coords, maxvals = codec.heatmap_maxima(outputs)
-    points = codec.heatmap_to_image(coords, batch["center"], batch["scale"], outputs.shape[1:3])
-    return {"keypoints": jnp.concatenate([points, maxvals[..., None]], -1),
+    return {"keypoints": self.image_points(outputs, batch["center"], batch["scale"]),
             "score": batch["score"], "box_area": batch["box_area"],
             # Datasets without image ids (synthetic: one instance per image) use the example's index.
             "image_id": jnp.where(batch["image_id"] >= 0, batch["image_id"], batch["index"]),

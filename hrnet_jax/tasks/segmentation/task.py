@@ -15,6 +15,7 @@ from PIL import Image
 from hrnet_jax.model import factory, layers
 from hrnet_jax.tasks.base import Batch, Task, enlarged
 from hrnet_jax.tasks.segmentation import draw, inference, label_sets, ocr
+from hrnet_jax.tasks.spec import Serving
 
 
 class SegmentationTask(Task):
@@ -81,6 +82,17 @@ class SegmentationTask(Task):
     # An OCR model is evaluated by its OCR output (the official TEST.OUTPUT_INDEX = -1).
     return inference.segment(lambda images: ocr.main_output(apply(images)), batch["image"], batch["image_size"],
                              self.inference_options())
+
+  def serving(self) -> Serving:
+    """The evaluation's inference (the config's ``test`` protocol) on whole images of the export's size."""
+    def run(apply, image):
+      sizes = jnp.broadcast_to(jnp.asarray(image.shape[1:3], jnp.int32), (image.shape[0], 2))
+      scores = self.predict(apply, {"image": image, "image_size": sizes})
+      return {"labels": jnp.argmax(scores, -1).astype(jnp.int32), "scores": scores}
+    protocol = self.inference_options().describe()
+    return Serving(run, inputs={}, names=self.label_set.class_names, outputs={
+        "labels": "[H, W] int32 the class of each pixel (argmax of scores)",
+        "scores": f"[H, W, classes] the official inference's class scores ({protocol})"})
 
   def label_scores(self, scores: jax.Array, batch: Batch, label_shape: tuple[int, int]) -> jax.Array:
     """Scores resized from each image's size to its label's (LIP evaluates a resized image on the original)."""
