@@ -53,6 +53,15 @@ def official_files(manual_dir: str, kind: str, instructions: str) -> list[tuple[
   return found
 
 
+def keypoint_category(content: dict[str, Any], where: str) -> dict[str, Any]:
+  """The one category with ``keypoints`` of a COCO-format keypoint file's ``content`` (COCO's: person, id 1)."""
+  found = [category for category in content.get("categories", []) if category.get("keypoints")]
+  if len(found) != 1:
+    raise ValueError(f"{where}: a keypoint file needs exactly one category with \"keypoints\", found {len(found)} "
+                     f"{[category.get('name') for category in found]}")
+  return found[0]
+
+
 def cocoeval_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str, **params: Any) -> np.ndarray:
   """``COCOeval(gt, results, iou_type)`` evaluated, accumulated and summarised (the summary logged); its
   ``stats``. ``params`` set fields of ``COCOeval.params`` (``kpt_oks_sigmas``, ...)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Sequence
 
@@ -48,6 +49,13 @@ def builder(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         f"dataset {name} is not prepared in {data_dir}; build it once with: python -m hrnet_jax.data.prepare "
         f"{name} --data_dir={data_dir}{hint}")
   return dataset
+
+
+@functools.lru_cache(maxsize=None)
+def recorded_metadata(name: str, data_dir: str | None, manual_dir: str | None) -> dict[str, Any]:
+  """What the prepared dataset's builder recorded from its files (class or keypoint names, ...); {} when nothing.
+  Cached: the tasks read it at every lookup of their class or keypoint set."""
+  return dict(builder(name, data_dir, manual_dir).info.metadata or {})
 
 
 def open_source(name: str, split: str, data_dir: str | None = None, manual_dir: str | None = None,

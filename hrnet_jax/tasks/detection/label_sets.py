@@ -46,7 +46,7 @@ def recorded_classes(data: ml_collections.ConfigDict) -> ClassSet | None:
   """The classes the prepared dataset ``data.name`` records in its metadata (names and ``category_id``s, as its
   builder read them from the annotation file), or None when it records none."""
   from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
-  metadata = sources.builder(data.name, data.data_dir, data.manual_dir).info.metadata or {}
+  metadata = sources.recorded_metadata(data.name, data.data_dir, data.manual_dir)
   if "class_names" not in metadata or "category_ids" not in metadata:
     return None
   return ClassSet(tuple(metadata["class_names"]), tuple(metadata["category_ids"]))

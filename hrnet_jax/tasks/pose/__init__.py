@@ -2,13 +2,13 @@
 the official evaluation (flip test, rescoring, OKS-NMS, ``COCOeval``), on ground-truth or detector boxes."""
 
 from hrnet_jax.model.factory import ModelDefaults
-from hrnet_jax.tasks.pose.keypoint_sets import KEYPOINT_SETS
+from hrnet_jax.tasks.pose.keypoint_sets import CUSTOM_DEFAULTS, keypoint_spec
 from hrnet_jax.tasks.spec import BatchKey, Recipe, TaskSpec
 
 
 def _keys(data):
   height, width = data.input_size
-  count = KEYPOINT_SETS[data.keypoints].count
+  count = keypoint_spec(data).count
   train = {"image": BatchKey("float32", (height, width, 3)),
            "target": BatchKey("float32", (height // 4, width // 4, count)),
            "target_weight": BatchKey("float32", (count,))}
@@ -22,7 +22,9 @@ def _keys(data):
 # The official recipe (experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml; recipes.TopDown).
 TOPDOWN = Recipe(
     "topdown_pose", make="hrnet_jax.tasks.pose.recipes:topdown_pose", keys=_keys,
-    defaults={"keypoints": "coco",  # the keypoint set (keypoint_sets.KEYPOINT_SETS)
+    defaults={"keypoints": "coco",  # the keypoint set (keypoint_sets.KEYPOINT_SETS), or "custom":
+              # your own set, named here or recorded in the prepared dataset (keypoint_sets.keypoint_spec)
+              "keypoint_set": CUSTOM_DEFAULTS,
               "input_size": (256, 192),  # (h, w); heatmaps are 1/4 of it
               "sigma": 2.0,  # of the Gaussian targets, in heatmap pixels
               "scale_factor": 0.35, "rotation_factor": 45.0, "rotation_prob": 0.6, "half_body_prob": 0.3,

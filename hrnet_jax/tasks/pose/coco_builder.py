@@ -9,9 +9,12 @@ Manual directory (``--manual_dir``), as downloaded from cocodataset.org::
 
 One example per non-crowd person instance, as deep-high-resolution-net.pytorch's ``COCODataset`` reads them: the
 box is the official "clean" box (clipped to the image; instances with zero area or an empty box are dropped),
-keypoints are [17, 3] (x, y, v). Instances with labelled keypoints come first in each split and the split's
-``labelled`` count is stored in the dataset metadata, so the official training set (and ground-truth-box
-evaluation set), which leaves out instances without keypoints, is the split's first ``labelled`` examples.
+keypoints are [K, 3] (x, y, v). Your own COCO-format keypoint files, laid out and named as COCO's, build the same
+way: the instances are those of the file's one category with ``keypoints`` (COCO's person, id 1, or yours), and
+its keypoint names and skeleton are recorded in the metadata (``data.keypoints=custom`` reads them). Instances
+with labelled keypoints come first in each split and the split's ``labelled`` count is stored in the dataset
+metadata, so the official training set (and ground-truth-box evaluation set), which leaves out instances without
+keypoints, is the split's first ``labelled`` examples.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import tensorflow_datasets as tfds
 from hrnet_jax import coco_api
 from hrnet_jax.files import read_json
 
-NUM_KEYPOINTS = 17
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download from https://cocodataset.org/#download: 2017 Train images, 2017 Val images and 2017 Train/Val
 annotations; unpack them so that MANUAL_DIR holds annotations/person_keypoints_{train,val}2017.json and the
@@ -43,8 +45,9 @@ def clean_box(box: list[float], width: int, height: int) -> list[float] | None:
   return [x1, y1, x2 - x1, y2 - y1]
 
 
-def person_instances(annotations: dict[str, Any]) -> list[dict[str, Any]]:
-  """Every usable non-crowd person instance, in image-id then annotation order, labelled ones first."""
+def person_instances(annotations: dict[str, Any], category: dict[str, Any]) -> list[dict[str, Any]]:
+  """Every usable non-crowd instance of ``category``, in image-id then annotation order, labelled ones first."""
+  count = len(category["keypoints"])
   images = {image["id"]: image for image in annotations["images"]}
   by_image: dict[int, list[dict[str, Any]]] = {}
   for annotation in annotations["annotations"]:
@@ -53,12 +56,16 @@ def person_instances(annotations: dict[str, Any]) -> list[dict[str, Any]]:
   for image_id in sorted(images):
     image = images[image_id]
     for annotation in by_image.get(image_id, []):
-      if annotation.get("iscrowd", 0) or annotation["category_id"] != 1 or annotation["area"] <= 0:
+      if annotation.get("iscrowd", 0) or annotation["category_id"] != category["id"] or annotation["area"] <= 0:
         continue
       box = clean_box(annotation["bbox"], image["width"], image["height"])
       if box is None:
         continue
-      keypoints = np.asarray(annotation["keypoints"], np.float32).reshape(NUM_KEYPOINTS, 3)
+      keypoints = np.asarray(annotation["keypoints"], np.float32)
+      if keypoints.size != 3 * count:
+        raise ValueError(f"annotation {annotation['id']} has {keypoints.size} keypoint values, not 3 x {count} "
+                         f"({category['name']}'s keypoints)")
+      keypoints = keypoints.reshape(count, 3)
       instances.append({"file_name": image["file_name"], "image_id": image_id, "instance_id": annotation["id"],
                         "bbox": np.asarray(box, np.float32), "area": np.float32(annotation["area"]),
                         "keypoints": keypoints, "num_keypoints": int(annotation.get("num_keypoints", 0))})
@@ -83,7 +90,8 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
             "instance_id": np.int64,
             "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
             "area": np.float32,
-            "keypoints": tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32),
+            # [None, 3]: any file's keypoint count (COCO's 17 are stored as before: older builds read the same).
+            "keypoints": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
             "num_keypoints": np.int32,
         }),
         metadata=tfds.core.MetadataDict(),
@@ -96,7 +104,14 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
     splits = {}
     for split, path, image_dir in coco_api.official_files(manual_dir, "person_keypoints",
                                                           MANUAL_DOWNLOAD_INSTRUCTIONS):
-      instances = person_instances(read_json(path, "annotation file"))
+      annotations = read_json(path, "annotation file")
+      category = coco_api.keypoint_category(annotations, path)
+      instances = person_instances(annotations, category)
+      self.info.metadata.update({
+          "category_id": category["id"], "category_name": category["name"],
+          "keypoint_names": list(category["keypoints"]),
+          # COCO's skeleton counts keypoints from 1.
+          "skeleton": [[a - 1, b - 1] for a, b in category.get("skeleton", [])]})
       self.info.metadata.setdefault("labelled", {})[split] = sum(bool(i["keypoints"].any()) for i in instances)
       splits[split] = self._generate_examples(instances, image_dir)
     return splits

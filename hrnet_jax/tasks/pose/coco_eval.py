@@ -47,17 +47,18 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thresh
 
 
 def coco_results(keypoints: np.ndarray, box_scores: np.ndarray, box_areas: np.ndarray, image_ids: np.ndarray,
-                 sigmas: Sequence[float], nms_threshold: float = 0.9,
-                 confidence_threshold: float = 0.2) -> list[dict[str, Any]]:
-  """Per-person predictions ([N, K, 3]: x, y, confidence in image pixels) -> the COCO results list, rescored
-  and OKS-NMS'd per image."""
+                 sigmas: Sequence[float], nms_threshold: float = 0.9, confidence_threshold: float = 0.2,
+                 category_id: int = 1) -> list[dict[str, Any]]:
+  """Per-person predictions ([N, K, 3]: x, y, confidence in image pixels) -> the COCO results list of
+  ``category_id``, rescored and OKS-NMS'd per image."""
   scores = rescore(keypoints, box_scores, confidence_threshold)
   results = []
   for image_id in np.unique(image_ids):
     mine = np.flatnonzero(image_ids == image_id)
     kept = mine[oks_nms(keypoints[mine], scores[mine], box_areas[mine], nms_threshold, sigmas)]
-    results += [{"image_id": int(image_id), "category_id": 1, "keypoints": keypoints[i].reshape(-1).tolist(),
-                 "score": float(scores[i])} for i in kept]  # in NMS order, as the official file
+    # In NMS order, as the official file.
+    results += [{"image_id": int(image_id), "category_id": category_id,
+                 "keypoints": keypoints[i].reshape(-1).tolist(), "score": float(scores[i])} for i in kept]
   return results
 
 

@@ -20,7 +20,7 @@ from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 from hrnet_jax.heatmaps import codec, geometry
 from hrnet_jax.heatmaps.keypoint_set import PIXEL_STD, KeypointSpec
 from hrnet_jax.heatmaps.synthetic import slot_vertices_by_sector
-from hrnet_jax.tasks.pose.keypoint_sets import KEYPOINT_SETS
+from hrnet_jax.tasks.pose.keypoint_sets import keypoint_spec
 
 
 def box_to_center_scale(box: tf.Tensor, aspect_ratio: float, padding: float = 1.25) -> tuple[tf.Tensor, tf.Tensor]:
@@ -78,7 +78,8 @@ class TopDown:
     """(prepared example, decoded image, joints [K, 2] zeroed where unlabelled, labelled [K] as 0/1)."""
     example = self.prepare(example)
     image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-    keypoints = tf.cast(example["keypoints"], tf.float32)
+    # Stored [None, 3] (a file's own keypoint count); the set's count makes the shape static.
+    keypoints = tf.ensure_shape(tf.cast(example["keypoints"], tf.float32), [self.spec.count, 3])
     visible = tf.minimum(keypoints[:, 2], 1.0)  # 1 = labelled (visible or occluded), as the official joints_vis
     return example, image, keypoints[:, :2] * visible[:, None], visible
 
@@ -133,6 +134,7 @@ class TopDown:
 
 
 def topdown_pose(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
-  """Top-down keypoints (``data.keypoints`` names the set: 'coco' or 'synthetic_shapes'), normalised images."""
+  """Top-down keypoints (``data.keypoints`` names the set: 'coco', 'synthetic_shapes' or 'custom'), normalised
+  images."""
   prepare = slot_vertices_by_sector if config.keypoints == "synthetic_shapes" else None
-  return normalizing(TopDown(config, KEYPOINT_SETS[config.keypoints], prepare))
+  return normalizing(TopDown(config, keypoint_spec(config), prepare))

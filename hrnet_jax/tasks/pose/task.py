@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,8 @@ from hrnet_jax.heatmaps.task import HeatmapTask
 from hrnet_jax.tasks.base import Batch
 from hrnet_jax.tasks.pose import coco_eval
 from hrnet_jax.tasks.pose.detections import DetectionSource
-from hrnet_jax.tasks.pose.keypoint_sets import KEYPOINT_SETS
+from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
+from hrnet_jax.tasks.pose.keypoint_sets import KEYPOINT_SETS, keypoint_spec
 
 
 class PoseTask(HeatmapTask):
@@ -33,6 +36,10 @@ class PoseTask(HeatmapTask):
   points_meaning = "[keypoints, 3] x, y in image pixels and the heatmap peak (confidence)"
   eval_reads = ("image", "mask", "index", "center", "scale", "score", "box_area", "image_id", "gt_keypoints",
                 "gt_bbox", "gt_area", "target", "target_weight")
+
+  @functools.cached_property
+  def spec(self) -> KeypointSpec:
+    return keypoint_spec(self.config.data)
 
   @property
   def uses_detector_boxes(self) -> bool:
@@ -77,9 +84,11 @@ class PoseTask(HeatmapTask):
                                   examples["gt_area"], self.spec.names)
 
   def finalize(self, sums: dict[str, Any], examples: dict[str, np.ndarray]) -> dict[str, float]:
+    gt = self.ground_truth(examples)
     results = coco_eval.coco_results(examples["keypoints"].astype(np.float64), examples["score"],
-                                     examples["box_area"], examples["image_id"], self.spec.sigmas)
-    stats = coco_eval.evaluate(self.ground_truth(examples), results, self.spec.sigmas)
+                                     examples["box_area"], examples["image_id"], self.spec.sigmas,
+                                     category_id=coco_api.keypoint_category(gt.dataset, "the ground truth")["id"])
+    stats = coco_eval.evaluate(gt, results, self.spec.sigmas)
     protocol = (f"{'detector' if self.uses_detector_boxes else 'ground-truth'} boxes, "
                 f"flip test {'on' if self.flip_test else 'off'}")
     logging.info("keypoint AP %.4f (%s) over %d boxes", stats["AP"], protocol, int(sums["count"]))

@@ -22,7 +22,7 @@ def _keys(data):
 # The defaults fit the synthetic shapes' masks (64x64); every dataset's config sets its own (configs.py).
 SEGMENTATION = Recipe(
     "segmentation", make="hrnet_jax.tasks.segmentation.recipes:segmentation", keys=_keys,
-    defaults={"labels": "synthetic_shapes",  # the label set (label_sets.LABEL_SETS)
+    defaults={"labels": "synthetic_shapes",  # the label set (label_sets.LABEL_SETS), or "dataset": the dataset's own
               "crop_size": (48, 48),  # training crops (h, w)
               "base_size": 64,  # the long side at scale 1 of the random scale 0.5 + k / 10
               "scale_steps": 16,  # k uniform in 0..scale_steps (16: scales 0.5 to 2.1)

@@ -25,12 +25,22 @@ lip (TrainVal_images.zip and TrainVal_parsing_annotations.zip from the LIP site,
     MANUAL_DIR/TrainVal_images/{train,val}_id.txt
     MANUAL_DIR/TrainVal_parsing_annotations/{train,val}_segmentations/<id>.png      (labels 0..19)
 
+folder (your own data: images and one-channel label PNGs of the same name and size, class index per pixel)::
+
+    MANUAL_DIR/images/{train,val}/<name>.jpg (or .png)
+    MANUAL_DIR/labels/{train,val}/<name>.png
+    MANUAL_DIR/classes.json     (optional) {"names": [...], "colours": [[r, g, b], ...], "ignore": 255}
+
+  Without classes.json the classes are 0 .. the largest label value found, named by number, and 255 is ignored.
+  The class names and colours are stored with the dataset (``data.labels=dataset`` reads them).
+
 Splits are ``train`` and ``validation``; a split whose files are missing is not built.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Callable, Iterator
 
@@ -108,8 +118,69 @@ def lip_pairs(manual_dir: str, split: str) -> Pairs:
                     unchanged_label) for i in _read_ids(listing)])
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def folder_classes(manual_dir: str) -> dict:
+  """``classes.json`` of a folder dataset, checked ({} when there is none)."""
+  path = os.path.join(manual_dir, "classes.json")
+  if not os.path.exists(path):
+    return {}
+  try:
+    with open(path) as f:
+      classes = json.load(f)
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path} is not JSON ({error})") from None
+  unknown = set(classes) - {"names", "colours", "ignore"}
+  names, colours = classes.get("names"), classes.get("colours")
+  if unknown or not isinstance(names, list) or not names:
+    raise ValueError(f"{path} must hold \"names\" (a list) and optionally \"colours\" and \"ignore\""
+                     f"{'; unknown keys ' + str(sorted(unknown)) if unknown else ''}")
+  if colours is not None and (len(colours) != len(names) or any(len(colour) != 3 for colour in colours)):
+    raise ValueError(f"{path}: \"colours\" needs one [r, g, b] per name ({len(names)} names)")
+  return classes
+
+
+def folder_label(classes: dict) -> LabelReader:
+  """Labels as stored: class indices, the ignore value made 255; a value that is no class is an error."""
+  ignore, count = int(classes.get("ignore", label_sets.IGNORE_LABEL)), len(classes.get("names", ()))
+
+  def read(path: str) -> np.ndarray:
+    label = read_png(path).astype(np.int64)
+    ignored = label == ignore
+    if count:
+      wrong = np.unique(label[~ignored & (label >= count)])
+      if wrong.size:
+        raise ValueError(f"{path} has label value(s) {wrong.tolist()[:5]}, but classes.json names {count} classes "
+                         f"(0..{count - 1}) and ignores {ignore}")
+    return np.where(ignored, label_sets.IGNORE_LABEL, label).astype(np.uint8)
+  return read
+
+
+def folder_pairs(manual_dir: str, split: str) -> Pairs:
+  images = sorted(path for path in glob.glob(os.path.join(manual_dir, "images", split, "*"))
+                  if path.lower().endswith(IMAGE_SUFFIXES))
+  read = folder_label(folder_classes(manual_dir))
+  return _checked([(image, os.path.join(manual_dir, "labels", split,
+                                        os.path.splitext(os.path.basename(image))[0] + ".png"), read)
+                   for image in images])
+
+
+def folder_metadata(manual_dir: str, pairs: Pairs) -> dict:
+  """The class names and colours to store: classes.json's, or one class per label value found."""
+  classes = folder_classes(manual_dir)
+  names = classes.get("names")
+  if names is None:
+    largest = max(int(np.max(values[values != label_sets.IGNORE_LABEL], initial=0))
+                  for values in (read(label) for _, label, read in pairs))
+    names = [str(i) for i in range(largest + 1)]
+  colours = classes.get("colours") or label_sets.voc_palette(len(names)).tolist()
+  return {"class_names": list(names), "palette": [list(map(int, colour)) for colour in colours]}
+
+
 DATASETS: dict[str, Callable[[str, str], Pairs]] = {
-    "cityscapes": cityscapes_pairs, "pascal_context": pascal_context_pairs, "lip": lip_pairs}
+    "cityscapes": cityscapes_pairs, "pascal_context": pascal_context_pairs, "lip": lip_pairs,
+    "folder": folder_pairs}
 
 
 class SemanticSegmentation(tfds.core.GeneratorBasedBuilder):
@@ -129,6 +200,7 @@ class SemanticSegmentation(tfds.core.GeneratorBasedBuilder):
             "label": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
             "file_name": tfds.features.Text(),
         }),
+        metadata=tfds.core.MetadataDict(),
         disable_shuffling=True,  # splits keep the official order
     )
 
@@ -138,6 +210,8 @@ class SemanticSegmentation(tfds.core.GeneratorBasedBuilder):
     pairs = {split: found for split, found in pairs.items() if found}
     if not pairs:
       raise FileNotFoundError(f"no {self.builder_config.name} images and labels in {manual_dir}; expected\n{__doc__}")
+    if self.builder_config.name == "folder":
+      self.info.metadata.update(folder_metadata(manual_dir, [pair for found in pairs.values() for pair in found]))
     return {split: self._generate_examples(found) for split, found in pairs.items()}
 
   def _generate_examples(self, pairs: Pairs) -> Iterator[tuple[int, dict]]:

@@ -2,13 +2,15 @@
 
 Every set follows its official definition: Cityscapes' ``cityscapesscripts/helpers/labels.py`` (the 19 train ids,
 the rest ignored), PASCAL-Context's 59 most frequent of its 459 classes as HRNet's ``pascal_ctx.py`` selects them,
-and LIP's 20 parsing labels. Labels are stored as train ids (0..K-1, ``IGNORE_LABEL`` for pixels without one).
+and LIP's 20 parsing labels; your own folder's classes are its ``classes.json`` (``data.labels=dataset``). Labels are
+stored as train ids (0..K-1, ``IGNORE_LABEL`` for pixels without one).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import ml_collections
 import numpy as np
 
 from hrnet_jax.registry import Registry
@@ -113,6 +115,21 @@ LIP_NAMES = ("background", "hat", "hair", "glove", "sunglasses", "upper-clothes"
              "right-shoe")
 
 SYNTHETIC_SHAPES_NAMES = ("background", "triangle", "square", "pentagon", "hexagon")
+
+# ``data.labels`` naming no set but the prepared dataset's own classes (``semantic_segmentation/folder``).
+DATASET_LABELS = "dataset"
+
+
+def label_set(data: ml_collections.ConfigDict) -> LabelSet:
+  """The label set ``data.labels`` names; ``dataset`` reads the prepared dataset's classes (names, colours)."""
+  if data.labels != DATASET_LABELS:
+    return LABEL_SETS[data.labels]
+  from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
+  recorded = sources.recorded_metadata(data.name, data.data_dir, data.manual_dir)
+  if "palette" not in recorded:
+    raise ValueError(f"dataset {data.name} records no classes; set data.labels to one of {', '.join(LABEL_SETS)}")
+  return LabelSet(tuple(recorded["class_names"]), np.asarray(recorded["palette"], np.uint8))
+
 
 LABEL_SETS = Registry("label set", {
     "cityscapes": _cityscapes(),

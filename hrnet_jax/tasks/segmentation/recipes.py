@@ -58,7 +58,7 @@ class SceneCrop:
     self.eval_image_size = tuple(config.eval_image_size)
     self.canvas = tuple(config.eval_canvas)
     self.label_canvas = tuple(config.label_canvas or self.canvas)
-    self.flip_classes = label_sets.LABEL_SETS[config.labels].flip_permutation()
+    self.flip_classes = label_sets.label_set(config).flip_permutation()
     self.prepare = prepare or (lambda example: example)
 
   def _label(self, example: Example) -> tf.Tensor:

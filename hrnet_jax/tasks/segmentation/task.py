@@ -26,7 +26,7 @@ class SegmentationTask(Task):
 
   @property
   def label_set(self) -> label_sets.LabelSet:
-    return label_sets.LABEL_SETS[self.config.data.labels]
+    return label_sets.label_set(self.config.data)
 
   @property
   def align_corners(self) -> bool:
