@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hrnet_jax import files, tasks
+from hrnet_jax import cli, files, tasks
+from hrnet_jax.engine import config_lib, weights
 from hrnet_jax.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 SIDECAR = "export.json"
@@ -89,7 +90,7 @@ def sidecar(config: ml_collections.ConfigDict, serving: Any, sizes: Sequence[tup
                  **{name: f"{list(shape)} float32 {meaning}" for name, (shape, meaning) in serving.inputs.items()}},
       "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "of": "RGB / 255"},
       "outputs": dict(serving.outputs), "names": list(serving.names) or None,
-      "flip_test": bool(config.get("flip_test", False)) if "flip_test" in config else None,
+      "flip_test": config.get("flip_test"),  # pose and landmarks (segmentation: its test protocol, in outputs)
   }
 
 
@@ -180,8 +181,6 @@ def load(directory: str) -> ExportedModel:
 
 
 def main(argv: Sequence[str]) -> None:
-  from hrnet_jax import cli
-  from hrnet_jax.engine import config_lib, weights
   del argv
   config = _CONFIG.value
   config_lib.validate(config)
@@ -200,7 +199,6 @@ if __name__ == "__main__":
   from absl import flags
   from ml_collections import config_flags
 
-  from hrnet_jax import cli
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/coco_pose.py:w32_256x192.",
                                             lock_config=True)
   _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Orbax checkpoint dir or PyTorch-layout weights file.")

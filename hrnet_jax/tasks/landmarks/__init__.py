@@ -2,12 +2,12 @@
 official decoding, NME by each dataset's normalisation, failure rate and AUC."""
 
 from hrnet_jax.model.factory import ModelDefaults
-from hrnet_jax.tasks.landmarks.landmark_sets import LANDMARK_SETS
+from hrnet_jax.tasks.landmarks.landmark_sets import CUSTOM_DEFAULTS, landmark_spec
 from hrnet_jax.tasks.spec import BatchKey, Recipe, TaskSpec
 
 
 def _keys(data):
-  size, count = data.input_size, LANDMARK_SETS[data.keypoints].count
+  size, count = data.input_size, landmark_spec(data).count
   train = {"image": BatchKey("float32", (size, size, 3)),
            "target": BatchKey("float32", (size // 4, size // 4, count)),
            "target_weight": BatchKey("float32", (count,))}
@@ -19,7 +19,8 @@ def _keys(data):
 # The official recipe (experiments/<dataset>/face_alignment_<dataset>_hrnet_w18.yaml; recipes.FaceCrop).
 FACE_CROP = Recipe(
     "face_landmarks", make="hrnet_jax.tasks.landmarks.recipes:face_landmarks", keys=_keys,
-    defaults={"keypoints": "wflw",  # the landmark set (landmark_sets.LANDMARK_SETS)
+    defaults={"keypoints": "wflw",  # the landmark set (landmark_sets.LANDMARK_SETS), or "custom" (landmark_spec)
+              "landmark_set": CUSTOM_DEFAULTS,
               "input_size": 256,  # the square crop; heatmaps are 1/4 of it
               "sigma": 1.5,  # of the Gaussian targets, in heatmap pixels
               "scale_factor": 0.25, "rotation_factor": 30.0, "rotation_prob": 0.6, "flip": True,

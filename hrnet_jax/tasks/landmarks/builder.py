@@ -7,6 +7,10 @@ Manual directory (``--manual_dir``), per dataset::
     MANUAL_DIR/face_landmarks_<dataset>_<split>.csv         # or the official HRNet CSVs (wflw, 300w, aflw)
     MANUAL_DIR/COFW_{train,test}_color.mat                  # or COFW's official MATLAB files (images inside)
 
+custom (your own landmarks, any count): ``annotations/face_landmarks_custom_<split>.json`` in the same COCO-style
+layout (``center``/``scale``/``box_size`` optional), or ``face_landmarks_custom_<split>.csv`` in the official one;
+every face must have the same count, which is recorded with the dataset (``data.keypoints=custom`` reads it).
+
 Every annotation file present becomes a split named after its ``<split>`` part: train, test, and the subsets
 (WFLW test_largepose, test_expression, ...; 300W valid, valid_common, valid_challenge, test). One example per
 face: the image, its landmarks [K, 2], the official center and scale (units of 200 px, before the official
@@ -28,8 +32,9 @@ import tensorflow_datasets as tfds
 from hrnet_jax import files
 
 # Landmark count of each dataset, and the name its annotation files start with.
+# (None: any count, the same for every face.)
 DATASETS = {"wflw": (98, "face_landmarks_wflw"), "300w": (68, "face_landmarks_300w"), "cofw": (29, "cofw"),
-            "aflw": (19, "face_landmarks_aflw")}
+            "aflw": (19, "face_landmarks_aflw"), "custom": (None, "face_landmarks_custom")}
 
 
 def center_scale_from_landmarks(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -47,13 +52,14 @@ def _face(image: str | np.ndarray, image_id: int, face_id: int, landmarks: np.nd
           "box_size": np.float32(box_size if box_size is not None else 200.0 * float(scale))}
 
 
-def read_json(path: str, count: int) -> list[dict[str, Any]]:
+def read_json(path: str, count: int | None) -> list[dict[str, Any]]:
   """Faces of an MMPose COCO-style file (image path relative to the images folder)."""
   content = files.read_json(path, "annotation file")
   file_names = {image["id"]: image["file_name"] for image in content["images"]}
   faces = []
   for annotation in content["annotations"]:
     landmarks = np.reshape(annotation["keypoints"], (-1, 3))[:, :2]
+    count = count or len(landmarks)  # a custom file: its first face's count
     if len(landmarks) != count:
       raise ValueError(f"{path}: annotation {annotation['id']} has {len(landmarks)} landmarks, expected {count}")
     faces.append(_face(file_names[annotation["image_id"]], annotation["image_id"], annotation["id"], landmarks,
@@ -61,11 +67,13 @@ def read_json(path: str, count: int) -> list[dict[str, Any]]:
   return faces
 
 
-def read_csv(path: str, count: int) -> list[dict[str, Any]]:
+def read_csv(path: str, count: int | None) -> list[dict[str, Any]]:
   """Faces of an official HRNet CSV: image, scale, [box_size (AFLW)], center_w, center_h, x0, y0, x1, ..."""
   faces = []
   with open(path) as f:
     rows = list(csv.reader(f))[1:]  # the header names vary; the columns are positional, as the official loader
+  if count is None and rows:  # a custom file: 4 or 5 columns, then x, y per landmark
+    count = (len(rows[0]) - 4) // 2
   for face_id, row in enumerate(rows):
     has_box_size = len(row) == 5 + 2 * count
     values = [float(v) for v in row[1:]]
@@ -125,7 +133,7 @@ class FaceLandmarks(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
 
   @property
-  def landmark_count(self) -> int:
+  def landmark_count(self) -> int | None:
     return DATASETS[self.builder_config.name][0]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -136,11 +144,12 @@ class FaceLandmarks(tfds.core.GeneratorBasedBuilder):
             "image": tfds.features.Image(shape=(None, None, 3)),
             "image_id": np.int64,
             "face_id": np.int64,
-            "landmarks": tfds.features.Tensor(shape=(self.landmark_count, 2), dtype=np.float32),
+            "landmarks": tfds.features.Tensor(shape=(self.landmark_count, 2), dtype=np.float32),  # None: custom
             "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
             "scale": np.float32,
             "box_size": np.float32,
         }),
+        metadata=tfds.core.MetadataDict(),
         disable_shuffling=True,  # test sets keep the order of their files
     )
 
@@ -149,11 +158,21 @@ class FaceLandmarks(tfds.core.GeneratorBasedBuilder):
     files = annotation_files(manual_dir, self.builder_config.name)
     if not files:
       raise FileNotFoundError(f"no {self.builder_config.name} annotation files in {manual_dir}; expected\n{__doc__}")
-    return {split: self._generate_examples(path, os.path.join(manual_dir, "images")) for split, path in files.items()}
+    faces = {split: self._read(path) for split, path in files.items()}
+    counts = {split: len(found[0]["landmarks"]) for split, found in faces.items() if found}
+    if len(set(counts.values())) > 1:
+      raise ValueError(f"the {self.builder_config.name} splits have different landmark counts: {counts}")
+    self.info.metadata["landmark_count"] = next(iter(counts.values()), self.landmark_count)
+    image_dir = os.path.join(manual_dir, "images")
+    return {split: self._generate_examples(files[split], found, image_dir) for split, found in faces.items()}
 
-  def _generate_examples(self, path: str, image_dir: str) -> Iterator[tuple[int, dict]]:
+  def _read(self, path: str) -> list[dict[str, Any]]:
     reader = {".json": read_json, ".csv": read_csv, ".mat": read_cofw_mat}[os.path.splitext(path)[1]]
-    for key, face in enumerate(reader(path, self.landmark_count)):
+    return reader(path, self.landmark_count)
+
+  def _generate_examples(self, path: str, faces: list[dict[str, Any]],
+                         image_dir: str) -> Iterator[tuple[int, dict]]:
+    for key, face in enumerate(faces):
       if isinstance(face["image"], str):  # a path (JSON, CSV); .mat files hold the pixels
         image = os.path.join(image_dir, face["image"])
         if not os.path.exists(image):

@@ -1,6 +1,10 @@
-"""The landmark sets of facial-landmark detection: WFLW, 300W, COFW, AFLW, and the synthetic shapes' vertices."""
+"""The landmark sets of facial-landmark detection: WFLW, 300W, COFW, AFLW, the synthetic shapes' vertices, and
+your own (``data.keypoints=custom``): the count from the prepared dataset, flip pairs and NME normaliser from
+``data.landmark_set``."""
 
 from __future__ import annotations
+
+import ml_collections
 
 from hrnet_jax.heatmaps.keypoint_set import KeypointSpec, SYNTHETIC_SHAPES
 from hrnet_jax.registry import Registry
@@ -29,3 +33,26 @@ AFLW = _landmarks(19, ((1, 6), (2, 5), (3, 4), (7, 12), (8, 11), (9, 10), (13, 1
 
 LANDMARK_SETS = Registry("landmark set", {"wflw": WFLW, "300w": FACE_300W, "cofw": COFW, "aflw": AFLW,
                                           "synthetic_shapes": SYNTHETIC_SHAPES})
+
+# ``data.keypoints`` naming no built-in set but ``data.landmark_set`` and the dataset's landmark count.
+CUSTOM = "custom"
+CUSTOM_DEFAULTS = {"flip_pairs": (),  # 0-based (left, right) pairs swapped by a horizontal flip
+                   "nme_pair": ()}  # two landmarks whose distance normalises NME (outer eye corners); () box size
+
+
+def landmark_spec(data: ml_collections.ConfigDict) -> KeypointSpec:
+  """The landmark set ``data.keypoints`` names; ``custom`` takes the count the prepared dataset records."""
+  if data.keypoints != CUSTOM:
+    return LANDMARK_SETS[data.keypoints]
+  from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
+  count = sources.recorded_metadata(data.name, data.data_dir, data.manual_dir).get("landmark_count")
+  if count is None:
+    raise ValueError(f"data.keypoints=custom needs a dataset that records its landmark count ({data.name} does not; "
+                     f"face_landmarks/custom prepared from your file does)")
+  given = data.landmark_set
+  flip_pairs = tuple(tuple(pair) for pair in given.flip_pairs)
+  nme_pair = tuple(given.nme_pair) or None
+  for pair in (*flip_pairs, *([nme_pair] if nme_pair else [])):
+    if len(pair) != 2 or not all(0 <= i < count for i in pair):
+      raise ValueError(f"data.landmark_set: {list(pair)} is not a pair of landmark indices 0..{count - 1}")
+  return _landmarks(count, flip_pairs, nme_pair)

@@ -20,7 +20,7 @@ from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 from hrnet_jax.heatmaps import codec, geometry
 from hrnet_jax.heatmaps.keypoint_set import PIXEL_STD, KeypointSpec
 from hrnet_jax.heatmaps.synthetic import slot_vertices_by_sector
-from hrnet_jax.tasks.landmarks.landmark_sets import LANDMARK_SETS
+from hrnet_jax.tasks.landmarks.landmark_sets import landmark_spec
 
 
 class FaceCrop:
@@ -44,7 +44,8 @@ class FaceCrop:
     """(prepared example, image, landmarks [K, 2], labelled [K], center [2], scale [2] with the padding)."""
     example = self.prepare(example)
     image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-    landmarks = tf.cast(example["landmarks"], tf.float32)
+    # A custom dataset stores [None, 2] (its file's count); the set's count makes the shape static.
+    landmarks = tf.ensure_shape(tf.cast(example["landmarks"], tf.float32), [self.spec.count, 2])
     labelled = tf.cast(example.get("labelled", tf.ones(tf.shape(landmarks)[:1])), tf.float32)
     scale = tf.cast(example["scale"], tf.float32) * self.padding
     return example, image, landmarks, labelled, tf.cast(example["center"], tf.float32), tf.stack([scale, scale])
@@ -103,6 +104,6 @@ def synthetic_faces(example: dict) -> dict:
 
 
 def face_landmarks(config: ml_collections.ConfigDict) -> tuple[TrainPreprocess, EvalPreprocess]:
-  """Facial-landmark crops (``data.keypoints``: 'wflw', '300w', 'cofw', 'aflw' or 'synthetic_shapes')."""
+  """Facial-landmark crops (``data.keypoints``: 'wflw', '300w', 'cofw', 'aflw', 'synthetic_shapes' or 'custom')."""
   prepare = synthetic_faces if config.keypoints == "synthetic_shapes" else None
-  return normalizing(FaceCrop(config, LANDMARK_SETS[config.keypoints], prepare))
+  return normalizing(FaceCrop(config, landmark_spec(config), prepare))

@@ -3,6 +3,7 @@ normalisation, failure rate and AUC."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ from hrnet_jax.heatmaps import codec
 from hrnet_jax.heatmaps.keypoint_set import PIXEL_STD, KeypointSpec
 from hrnet_jax.heatmaps.task import HeatmapTask
 from hrnet_jax.tasks.base import Batch
-from hrnet_jax.tasks.landmarks.landmark_sets import LANDMARK_SETS
+from hrnet_jax.tasks.landmarks.landmark_sets import LANDMARK_SETS, landmark_spec
 
 FAILURE_THRESHOLD = 0.10
 
@@ -25,6 +26,10 @@ class LandmarkTask(HeatmapTask):
   loss_factor = 1.0
   points_meaning = "[landmarks, 2] x, y in image pixels (the official 1-based integer decoding)"
   eval_reads = ("image", "mask", "center", "scale", "gt_landmarks", "box_size", "target", "target_weight")
+
+  @functools.cached_property
+  def spec(self) -> KeypointSpec:
+    return landmark_spec(self.config.data)
 
   def image_points(self, heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
     return landmarks_to_image(heatmaps, center, scale)
