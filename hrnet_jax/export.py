@@ -22,6 +22,7 @@ runs it where its TensorFlow has that op, TF >= 2.12). ``--format tflite`` conve
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Sequence
 
@@ -130,7 +131,14 @@ def save_saved_model(fn: Any, serving: Any, size: tuple[int, int], batch: int | 
   signature = [tf.TensorSpec([batch, *spec.shape[1:]], tf.float32, name=name) for name, spec in zip(names, specs)]
   module = tf.Module()
   module.serve = tf.function(lambda *args: converted(*args), input_signature=signature, autograph=False)
-  tf.saved_model.save(module, path, signatures=module.serve.get_concrete_function())
+  # Saving sets the "absl" logger to WARNING and adds a root handler (TF 2.21): put the process's logging back.
+  absl_logger = logging.getLogger("absl")
+  level, handlers = absl_logger.level, list(logging.root.handlers)
+  try:
+    tf.saved_model.save(module, path, signatures=module.serve.get_concrete_function())
+  finally:
+    absl_logger.setLevel(level)
+    logging.root.handlers[:] = handlers
 
 
 def tflite_model(saved_model: str) -> bytes:

@@ -3,6 +3,7 @@ alone and called at two batch sizes equals the task's evaluation path; the Saved
 are claimed to work; the command line."""
 
 import json
+import logging
 import os
 
 import chex
@@ -103,7 +104,10 @@ def test_savedmodel_and_tflite_equal_the_export(task_name, batch, tmp_path):
   not legalise the keypoint decoding's gathers with a dynamic batch)."""
   import tensorflow as tf
   config, _, size, variables = tiny(task_name)
+  logging_before = logging.getLogger("absl").level, list(logging.root.handlers)
   export.export(config, variables, str(tmp_path), [size], batch, formats=["jax", "saved_model", "tflite"])
+  # TensorFlow's SavedModel writer sets the absl logger to WARNING: the process's INFO lines would vanish.
+  assert (logging.getLogger("absl").level, list(logging.root.handlers)) == logging_before
   images, extra = inputs(task_name, size, 2)
   expected = export.load(str(tmp_path))(images, **extra)
   name = f"{size[0]}x{size[1]}"
@@ -136,3 +140,4 @@ def test_the_command_exports_a_checkpoint_and_says_what_it_wrote(tmp_path):
   assert result.returncode != 0 and "unknown export format(s) ['onnx']; known: jax, saved_model, tflite" in \
       result.stderr.strip().splitlines()[-1]
   assert os.path.exists(output / "export.json")
+

@@ -100,7 +100,9 @@ def test_a_five_keypoint_coco_file_trains_evaluates_with_its_sigmas_and_predict_
   drawn = run_module("predict", *pose_flags(root, data_dir, 0.025), f"--checkpoint={workdir}", str(image),
                      f"--boxes={boxes}", f"--output_dir={tmp_path / 'drawn'}")
   assert drawn.returncode == 0, drawn.stderr[-3000:]
-  predicted = np.reshape(json.loads((tmp_path / "drawn" / "predictions.json").read_text())[0]["keypoints"], (5, 3))
+  result = json.loads((tmp_path / "drawn" / "predictions.json").read_text())[0]
+  assert result["category_id"] == 7  # the file's category, not COCO's person
+  predicted = np.reshape(result["keypoints"], (5, 3))
   truth = np.reshape(annotation["keypoints"], (5, 3))[:, :2]
   assert np.median(np.linalg.norm(predicted[:, :2] - truth, axis=-1)) < 4.0  # pixels, in an 80-pixel image
   picture = np.asarray(Image.open(tmp_path / "drawn" / "000001.png"))

@@ -59,7 +59,7 @@ def keypoints_in_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths
     return task.eval_examples(outputs, batch)
 
   points, scores = task.instances({key: np.asarray(value) for key, value in run(variables, batch).items()})
-  results = [{"image_id": image_ids[i], "category_id": 1, "file": owners[i],
+  results = [{"image_id": image_ids[i], "category_id": task.category_id, "file": owners[i],
               "keypoints": points[i].reshape(-1).round(2).tolist(), "score": float(scores[i])}
              for i in range(len(owners))]
   if output_dir:

@@ -36,6 +36,7 @@ class HeatmapTask(Task):
   keypoint_sets: Registry  # the sets this task knows, by name
   loss_factor: float  # the official loss: JointsMSELoss's 0.5 (pose) or MSELoss's 1 (landmarks)
   points_meaning: str  # what ``image_points`` gives per example, for the export's sidecar
+  category_id: int = 1  # the COCO category of ``predict``'s results (COCO's person)
   train_reads = ("image", "target", "target_weight", "mask")
 
   @property

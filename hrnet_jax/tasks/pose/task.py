@@ -20,12 +20,12 @@ from pycocotools.coco import COCO
 
 from hrnet_jax import coco_api
 from hrnet_jax.heatmaps import codec
+from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 from hrnet_jax.heatmaps.task import HeatmapTask
 from hrnet_jax.tasks.base import Batch
 from hrnet_jax.tasks.pose import coco_eval
 from hrnet_jax.tasks.pose.detections import DetectionSource
-from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
-from hrnet_jax.tasks.pose.keypoint_sets import KEYPOINT_SETS, keypoint_spec
+from hrnet_jax.tasks.pose.keypoint_sets import CUSTOM, KEYPOINT_SETS, keypoint_spec
 
 
 class PoseTask(HeatmapTask):
@@ -40,6 +40,15 @@ class PoseTask(HeatmapTask):
   @functools.cached_property
   def spec(self) -> KeypointSpec:
     return keypoint_spec(self.config.data)
+
+  @property
+  def category_id(self) -> int:
+    """The category of ``predict``'s results: your own file's (recorded with a custom set's dataset), else 1."""
+    if self.config.data.keypoints != CUSTOM:
+      return 1
+    from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow, only for this)
+    data = self.config.data
+    return int(sources.recorded_metadata(data.name, data.data_dir, data.manual_dir).get("category_id", 1))
 
   @property
   def uses_detector_boxes(self) -> bool:
