@@ -12,6 +12,13 @@ import dataclasses
 PIXEL_STD = 200.0
 
 
+def check_index_pairs(pairs, count: int, where: str) -> None:
+  """Each of ``pairs`` (flip pairs, limbs, an NME pair given in a config) is two indices of ``count`` points."""
+  for pair in pairs:
+    if len(pair) != 2 or not all(0 <= i < count for i in pair):
+      raise ValueError(f"{where}: {list(pair)} is not a pair of indices 0..{count - 1}")
+
+
 @dataclasses.dataclass(frozen=True)
 class KeypointSpec:
   names: tuple[str, ...]

@@ -4,10 +4,12 @@ heatmap MSE, the (optionally flip-tested) evaluated heatmaps and the benchmark's
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from PIL import Image
 
@@ -33,15 +35,17 @@ class HeatmapTask(Task):
   """A task predicting one heatmap per keypoint of ``config.data.keypoints``, a set of ``keypoint_sets``."""
 
   noun: str  # "keypoint" or "landmark", for messages
-  keypoint_sets: Registry  # the sets this task knows, by name
+  keypoint_sets: Registry  # the built-in sets this task knows, by name
+  # ``config.data`` -> its keypoint set: a built-in one by name, or your own ("custom")
+  keypoint_spec: Callable[[ml_collections.ConfigDict], KeypointSpec]
   loss_factor: float  # the official loss: JointsMSELoss's 0.5 (pose) or MSELoss's 1 (landmarks)
   points_meaning: str  # what ``image_points`` gives per example, for the export's sidecar
   category_id: int = 1  # the COCO category of ``predict``'s results (COCO's person)
   train_reads = ("image", "target", "target_weight", "mask")
 
-  @property
+  @functools.cached_property
   def spec(self) -> KeypointSpec:
-    return self.keypoint_sets[self.config.data.keypoints]
+    return self.keypoint_spec(self.config.data)
 
   @property
   def flip_test(self) -> bool:

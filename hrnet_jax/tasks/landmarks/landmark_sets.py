@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from hrnet_jax.heatmaps.keypoint_set import KeypointSpec, SYNTHETIC_SHAPES
+from hrnet_jax.heatmaps.keypoint_set import KeypointSpec, SYNTHETIC_SHAPES, check_index_pairs
 from hrnet_jax.registry import Registry
 
 
@@ -52,7 +52,5 @@ def landmark_spec(data: ml_collections.ConfigDict) -> KeypointSpec:
   given = data.landmark_set
   flip_pairs = tuple(tuple(pair) for pair in given.flip_pairs)
   nme_pair = tuple(given.nme_pair) or None
-  for pair in (*flip_pairs, *([nme_pair] if nme_pair else [])):
-    if len(pair) != 2 or not all(0 <= i < count for i in pair):
-      raise ValueError(f"data.landmark_set: {list(pair)} is not a pair of landmark indices 0..{count - 1}")
+  check_index_pairs((*flip_pairs, *([nme_pair] if nme_pair else [])), count, "data.landmark_set")
   return _landmarks(count, flip_pairs, nme_pair)

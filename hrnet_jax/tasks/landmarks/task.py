@@ -3,7 +3,6 @@ normalisation, failure rate and AUC."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -23,13 +22,10 @@ class LandmarkTask(HeatmapTask):
   name = "landmarks"
   noun = "landmark"
   keypoint_sets = LANDMARK_SETS
+  keypoint_spec = staticmethod(landmark_spec)
   loss_factor = 1.0
   points_meaning = "[landmarks, 2] x, y in image pixels (the official 1-based integer decoding)"
   eval_reads = ("image", "mask", "center", "scale", "gt_landmarks", "box_size", "target", "target_weight")
-
-  @functools.cached_property
-  def spec(self) -> KeypointSpec:
-    return landmark_spec(self.config.data)
 
   def image_points(self, heatmaps: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
     return landmarks_to_image(heatmaps, center, scale)

@@ -8,7 +8,7 @@ import re
 
 import ml_collections
 
-from hrnet_jax.heatmaps.keypoint_set import KeypointSpec, SYNTHETIC_SHAPES
+from hrnet_jax.heatmaps.keypoint_set import KeypointSpec, SYNTHETIC_SHAPES, check_index_pairs
 from hrnet_jax.registry import Registry
 
 COCO = KeypointSpec(
@@ -66,7 +66,5 @@ def keypoint_spec(data: ml_collections.ConfigDict) -> KeypointSpec:
     raise ValueError(f"data.keypoint_set.sigmas has {len(sigmas)} value(s) for {len(names)} keypoints "
                      f"({', '.join(names)}): give one OKS sigma per keypoint (COCO's run from 0.025 to 0.107)")
   flip_pairs = tuple(tuple(pair) for pair in given.flip_pairs) or flip_pairs_by_name(names)
-  for pair in (*flip_pairs, *skeleton):
-    if len(pair) != 2 or not all(0 <= i < len(names) for i in pair):
-      raise ValueError(f"data.keypoint_set: {list(pair)} is not a pair of keypoint indices 0..{len(names) - 1}")
+  check_index_pairs((*flip_pairs, *skeleton), len(names), "data.keypoint_set")
   return KeypointSpec(names, flip_pairs, sigmas, skeleton, upper_body=tuple(given.upper_body))

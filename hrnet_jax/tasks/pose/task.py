@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +18,6 @@ from pycocotools.coco import COCO
 
 from hrnet_jax import coco_api
 from hrnet_jax.heatmaps import codec
-from hrnet_jax.heatmaps.keypoint_set import KeypointSpec
 from hrnet_jax.heatmaps.task import HeatmapTask
 from hrnet_jax.tasks.base import Batch
 from hrnet_jax.tasks.pose import coco_eval
@@ -32,14 +29,11 @@ class PoseTask(HeatmapTask):
   name = "pose"
   noun = "keypoint"
   keypoint_sets = KEYPOINT_SETS
+  keypoint_spec = staticmethod(keypoint_spec)
   loss_factor = 0.5
   points_meaning = "[keypoints, 3] x, y in image pixels and the heatmap peak (confidence)"
   eval_reads = ("image", "mask", "index", "center", "scale", "score", "box_area", "image_id", "gt_keypoints",
                 "gt_bbox", "gt_area", "target", "target_weight")
-
-  @functools.cached_property
-  def spec(self) -> KeypointSpec:
-    return keypoint_spec(self.config.data)
 
   @property
   def category_id(self) -> int:
