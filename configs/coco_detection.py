@@ -1,4 +1,4 @@
-"""COCO object detection with HRNetV2p (Wang et al., TPAMI 2020): FCOS and CenterNet.
+"""COCO object detection with HRNetV2p (Wang et al., TPAMI 2020): FCOS, Faster R-CNN and CenterNet.
 
     python -m hrnet_jax.train --config configs/coco_detection.py:fcos_w32,schedule=2x --workdir /runs/fcos_w32 \\
         --config.data.data_dir=$TFDS_DATA_DIR --config.init_from=/weights/hrnetv2_w32_imagenet_pretrained.pth
@@ -23,6 +23,22 @@ COCO val2017 box AP of MMDetection's models (single scale, 1333 x 800):
     fcos_w32 (2x)          40.8
     fcos_w32 (2x, ms)      41.9
 
+``faster_rcnn_w18|w32|w40|w48`` (issue #20): MMDetection v2's ``configs/hrnet/faster_rcnn_hrnetv2p_w*_{1x,2x}_coco.py``:
+HRFPN with stride 1 (strides 4 ... 64), the RPN (anchors of scale 8, ratios 0.5 / 1 / 2; 2000 per level before NMS in
+training, 1000 at test; 1000 proposals), RoIAlign 7x7 on the first four levels and two shared fc layers of 1024;
+images resized to (1333, 800) keeping the ratio, flipped, RGB; batch 16, SGD lr 0.02, momentum 0.9, weight decay
+1e-4 on every parameter, no gradient clipping, a linear warm-up of 500 steps from 0.001 of the rate, x0.1 at epochs
+8 and 11 of 12 (2x: 16 and 22 of 24); the backbone's BatchNorm frozen. MMDetection v2 conventions (no "+1" in box
+widths, aligned RoIAlign, L1 box losses); not as MMDetection: RoIAlign samples 2 x 2 points per bin, not its
+adaptive count (static shapes), and the fixed 1344 x 1344 canvas. COCO val2017 box AP of MMDetection v2's models
+(W48: the official HRNet-Object-Detection fork's, whose 2x steps at epochs 20 and 23):
+
+    config                 1x     2x
+    faster_rcnn_w18        36.9   38.9
+    faster_rcnn_w32        40.2   41.4
+    faster_rcnn_w40        41.2   42.1
+    faster_rcnn_w48        40.9   41.5   (fork)
+
 ``centernet_w48``: CenterNet ("Objects as Points") on the HRNetV2-W48 representation at stride 4, 511 x 511
 inputs; the paper (Table 11) reports 43.5 AP on COCO test-dev; no official code exists, so the recipe here is the
 CenterNet paper's (Adam lr 1.25e-4 for batch 32 x 140 epochs, x0.1 at 90 and 120), not a reproduction.
@@ -38,19 +54,25 @@ from hrnet_jax.engine import config_lib
 
 PAPER_AP = {("fcos_w18", "1x", False): 35.3, ("fcos_w18", "2x", False): 38.2, ("fcos_w18", "2x", True): 38.3,
             ("fcos_w32", "1x", False): 39.5, ("fcos_w32", "2x", False): 40.8, ("fcos_w32", "2x", True): 41.9,
-            ("centernet_w48", "", False): 43.5}
+            ("centernet_w48", "", False): 43.5,
+            ("faster_rcnn_w18", "1x", False): 36.9, ("faster_rcnn_w18", "2x", False): 38.9,
+            ("faster_rcnn_w32", "1x", False): 40.2, ("faster_rcnn_w32", "2x", False): 41.4,
+            ("faster_rcnn_w40", "1x", False): 41.2, ("faster_rcnn_w40", "2x", False): 42.1,
+            ("faster_rcnn_w48", "1x", False): 40.9, ("faster_rcnn_w48", "2x", False): 41.5}
+VARIANTS = ("fcos_w18", "fcos_w32", "centernet_w48", "faster_rcnn_w18", "faster_rcnn_w32", "faster_rcnn_w40",
+            "faster_rcnn_w48")
 SCHEDULES = {"1x": (12, (8, 11)), "2x": (24, (16, 22))}
 
 
 def get_config(arg=None):
   options = config_lib.parse_arg(arg, positional="variant", variant="fcos_w32", schedule="1x", multiscale=False,
                                  tiny=False, coco_dir="data/coco")
-  config_lib.check_choice("variant", options.variant, ("fcos_w18", "fcos_w32", "centernet_w48"))
+  config_lib.check_choice("variant", options.variant, VARIANTS)
   config_lib.check_choice("schedule", options.schedule, SCHEDULES)
-  head, width = options.variant.split("_")
+  head, width = options.variant.rsplit("_", 1)
   config = config_lib.base_config("detection", "detection")
   config.model.name = f"hrnet_{width}"
-  config.model.overrides = {"head": head, "num_classes": 80, "norm_eval": head == "fcos"}
+  config.model.overrides = {"head": head, "num_classes": 80, "norm_eval": head != "centernet"}
   config.data.update(name="coco_instances", train_split="train", eval_split="validation",
                      manual_dir=options.coco_dir, classes="coco", image_scale=(1333, 800), canvas=(1344, 1344),
                      max_objects=100)
@@ -72,6 +94,14 @@ def get_config(arg=None):
     # MMDetection's (the warm-up is set in epochs, so another global batch size scales its steps).
     config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, warmup="constant", warmup_ratio=1 / 3,
                            milestones=milestones, decay_factor=0.1)
+  elif head == "faster_rcnn":
+    epochs, milestones = SCHEDULES[options.schedule]
+    config.global_batch_size = 16
+    config.num_epochs = epochs
+    config.optimizer.update(name="sgd", learning_rate=0.02, momentum=0.9, weight_decay=1e-4, weight_decay_mask="all",
+                            grad_clip_norm=0.0)
+    config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, warmup="linear", warmup_ratio=0.001,
+                           milestones=milestones, decay_factor=0.1)
   else:
     config.data.update(image_scale=(512, 512), canvas=(512, 512))
     config.global_batch_size = 32
@@ -80,8 +110,12 @@ def get_config(arg=None):
     config.schedule.update(name="step", warmup_epochs=0.0, milestones=(90, 120), decay_factor=0.1)
   if options.tiny:
     config.model.name = "hrnet_tiny"
-    config.model.overrides = {"head": head, "num_classes": 4, "fpn_channels": 32, "fcos_channels": 32} \
-        if head == "fcos" else {"head": head, "num_classes": 4, "centernet_channels": 32}
+    config.model.overrides = {
+        "fcos": {"head": head, "num_classes": 4, "fpn_channels": 32, "fcos_channels": 32},
+        # Anchors of scale 2 (8 ... 128 pixels) for objects of 8 to 60; fewer proposals and RoIs for the CPU.
+        "faster_rcnn": {"head": head, "num_classes": 4, "fpn_channels": 32, "rpn_channels": 32, "roi_fc": 128,
+                        "anchor_scales": (2.0,), "proposal_count": 200, "roi_samples": 128},
+        "centernet": {"head": head, "num_classes": 4, "centernet_channels": 32}}[head]
     config.data.update(name="synthetic_objects", classes="synthetic_objects", image_scale=(128, 128),
                        canvas=(128, 128), max_objects=8, short_sides=(), bgr=False, annotation_file="")
     config.global_batch_size = 16

@@ -57,7 +57,8 @@ def serving_function(config: ml_collections.ConfigDict, variables: Any) -> tuple
   model = task.create_model()
 
   def fn(image, *inputs):
-    apply = lambda x: model.apply(variables, x, train=False)  # noqa: E731
+    # A task's run may hand the network more than the images (a two-stage detector's image sizes).
+    apply = lambda x, **head_inputs: model.apply(variables, x, train=False, **head_inputs)  # noqa: E731
     return dict(serving.run(apply, _normalised(image), **dict(zip(serving.inputs, inputs))))
   return fn, serving
 

@@ -59,13 +59,15 @@ def numpy_roi_align(features, boxes, size, scale, ratio, aligned):
     if not aligned:
       roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
     bin_w, bin_h = roi_w / size, roi_h / size
+    grid_h = ratio if ratio > 0 else int(np.ceil(roi_h / size))  # adaptive: ceil(roi_height / pooled_height)
+    grid_w = ratio if ratio > 0 else int(np.ceil(roi_w / size))
     for ph in range(size):
       for pw in range(size):
         total = np.zeros(channels)
-        for iy in range(ratio):
-          for ix in range(ratio):
-            y = start_y + ph * bin_h + (iy + 0.5) * bin_h / ratio
-            x = start_x + pw * bin_w + (ix + 0.5) * bin_w / ratio
+        for iy in range(grid_h):
+          for ix in range(grid_w):
+            y = start_y + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+            x = start_x + pw * bin_w + (ix + 0.5) * bin_w / grid_w
             if y < -1.0 or y > height or x < -1.0 or x > width:
               continue
             y, x = max(y, 0.0), max(x, 0.0)
@@ -80,7 +82,7 @@ def numpy_roi_align(features, boxes, size, scale, ratio, aligned):
             ly, lx = y - y_low, x - x_low
             total += ((1 - ly) * (1 - lx) * features[y_low, x_low] + (1 - ly) * lx * features[y_low, x_high]
                       + ly * (1 - lx) * features[y_high, x_low] + ly * lx * features[y_high, x_high])
-        out[k, ph, pw] = total / (ratio * ratio)
+        out[k, ph, pw] = total / max(grid_h * grid_w, 1)
   return out
 
 
@@ -185,6 +187,10 @@ def test_roi_align_equals_the_torchvision_kernel(aligned):
   chex.assert_shape(got, (5, 4, 4, 3))
   np.testing.assert_allclose(got, numpy_roi_align(features, boxes, 4, 0.25, 2, aligned), rtol=1e-5, atol=1e-5)
   assert not np.asarray(got[4]).any()
+  # Adaptive sampling (ratio 0: ceil(bin size) per axis, here 1 to 3; an empty box pools nothing).
+  boxes = np.concatenate([boxes, [[10, 10, 10, 10]]]).astype(np.float32)
+  adaptive = ops.roi_align(features, boxes, 4, spatial_scale=0.25, sampling_ratio=0, aligned=aligned, max_samples=3)
+  np.testing.assert_allclose(adaptive, numpy_roi_align(features, boxes, 4, 0.25, 0, aligned), rtol=1e-5, atol=1e-5)
 
 
 def test_multilevel_roi_align_pools_each_box_from_the_level_of_its_size():
@@ -197,7 +203,8 @@ def test_multilevel_roi_align_pools_each_box_from_the_level_of_its_size():
   assert levels.tolist() == [0, 1, 2, 3, 0]  # sqrt(area) / 56: 0.9, 2, 4.1, 8.9 (clipped at the last), 0.04
   got = ops.multilevel_roi_align(features, boxes, 7, strides)
   for k, level in enumerate(levels.tolist()):
-    chex.assert_trees_all_close(got[k], ops.roi_align(features[level], boxes[k:k + 1], 7, 1 / strides[level])[0])
+    chex.assert_trees_all_close(got[k], ops.roi_align(features[level], boxes[k:k + 1], 7, 1 / strides[level])[0],
+                                rtol=1e-5, atol=1e-6)  # float32 sums fused differently
 
 
 def test_box_ops_nms_and_roi_align_equal_torchvision():

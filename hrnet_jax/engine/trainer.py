@@ -141,8 +141,10 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
 
   def local_loss_and_grads(params, batch_stats, batch, rng):
     def loss_fn(p):
+      # Dropout (the OCR head's) and a two-stage detector's sampling of its training boxes draw from the step.
       outputs, updates = model.apply({"params": p, "batch_stats": batch_stats}, batch["image"], train=True,
-                                     mutable=["batch_stats"], rngs={"dropout": rng})
+                                     **task.model_inputs(batch, train=True), mutable=["batch_stats"],
+                                     rngs={"dropout": rng, "sampling": jax.random.fold_in(rng, 1)})
       loss, aux = task.loss(outputs, batch)
       return loss, (aux, updates["batch_stats"])
 
@@ -206,7 +208,7 @@ def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: in
   """(variables, batch) -> (masked sums, per-example arrays of the task with the batch's ``mask``, the task's
   ``preview`` of the batch's first ``preview_count`` examples), replicated."""
   def eval_step(variables, batch):
-    outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    outputs = task.predict(task.inference(model, variables, batch), batch)
     examples = task.eval_examples(outputs, batch)
     sums = {**task.eval_sums(outputs, batch), "undecodable": jnp.sum(batch["undecodable"])}
     previews = {}

@@ -26,10 +26,11 @@ class HRNet(nn.Module):
   head: nn.Module | None = None
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False) -> Any:
-    """images: NHWC, normalised. Returns the head's output (float32) or the list of branch features."""
+  def __call__(self, images: jax.Array, train: bool = False, **head_inputs: jax.Array) -> Any:
+    """images: NHWC, normalised. Returns the head's output (float32) or the list of branch features.
+    ``head_inputs`` go to the head (a two-stage detector's ground truth in training: ``Task.model_inputs``)."""
     features = self.backbone(images, train=train)
-    return features if self.head is None else self.head(features, train=train)
+    return features if self.head is None else self.head(features, train=train, **head_inputs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,12 +81,15 @@ def encode_deltas(boxes: jnp.ndarray, references: jnp.ndarray,
 
 def decode_deltas(deltas: jnp.ndarray, references: jnp.ndarray,
                   weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
-                  clip: float = BBOX_XFORM_CLIP) -> jnp.ndarray:
-  """The inverse of ``encode_deltas``, as ``BoxCoder.decode_single``: log-sizes clamped at ``clip``."""
+                  clip: float = BBOX_XFORM_CLIP, symmetric_clip: bool = False) -> jnp.ndarray:
+  """The inverse of ``encode_deltas``, as ``BoxCoder.decode_single``: log-sizes clamped at ``clip`` (with
+  ``symmetric_clip`` also at ``-clip``, as MMDetection's ``delta2bbox``)."""
   weights = jnp.asarray(weights, deltas.dtype)
   reference_centre, reference_size = _centres_and_sizes(references)
   centre = deltas[..., :2] / weights[:2] * reference_size + reference_centre
-  size = jnp.exp(jnp.minimum(deltas[..., 2:] / weights[2:], clip)) * reference_size
+  log_size = deltas[..., 2:] / weights[2:]
+  log_size = jnp.clip(log_size, -clip, clip) if symmetric_clip else jnp.minimum(log_size, clip)
+  size = jnp.exp(log_size) * reference_size
   return jnp.concatenate([centre - 0.5 * size, centre + 0.5 * size], -1)
 
 

@@ -81,6 +81,17 @@ class Task(abc.ABC):
     None reads the split."""
     return None
 
+  def model_inputs(self, batch: Batch, train: bool) -> dict[str, jax.Array]:
+    """What the network reads from the batch besides the images (``HRNet``'s ``head_inputs``): a two-stage
+    detector samples its RoIs from the ground truth in training. Most networks read the images only."""
+    del batch, train
+    return {}
+
+  def inference(self, model: Any, variables: Any, batch: Batch) -> Callable[[jax.Array], Any]:
+    """``predict``'s ``apply``: the model in inference mode on images, with the batch's ``model_inputs``."""
+    inputs = self.model_inputs(batch, train=False)
+    return lambda images: model.apply(variables, images, train=False, **inputs)
+
   def predict(self, apply: Callable[[jax.Array], Any], batch: Batch) -> Any:
     """The outputs evaluated (``apply`` runs the model in inference mode); e.g. pose averages a flipped pass."""
     return apply(batch["image"])

@@ -1,7 +1,8 @@
 """Object detection on HRNetV2p (issue #19): FCOS and CenterNet, COCO box AP through pycocotools.
 
-The network is the backbone with a detector head: ``fcos`` (the V2p pyramid of MMDetection's HRFPN + the FCOS head)
-or ``centernet`` (heads on the V2 representation at stride 4). ``head="v2p"`` gives the bare pyramid.
+The network is the backbone with a detector head: ``fcos`` (the V2p pyramid of MMDetection's HRFPN + the FCOS head),
+``faster_rcnn`` (the pyramid + RPN + R-CNN box head, issue #20) or ``centernet`` (heads on the V2 representation at
+stride 4). ``head="v2p"`` gives the bare pyramid.
 """
 
 from hrnet_jax.model.factory import HeadSpec, ModelDefaults
@@ -11,9 +12,10 @@ from hrnet_jax.tasks.spec import BatchKey, Recipe, TaskSpec
 def _keys(data):
   canvas, count = tuple(data.canvas), data.max_objects
   train = {"image": BatchKey("float32", (*canvas, 3)), "boxes": BatchKey("float32", (count, 4)),
-           "labels": BatchKey("int32", (count,)), "box_valid": BatchKey("bool", (count,))}
+           "labels": BatchKey("int32", (count,)), "box_valid": BatchKey("bool", (count,)),
+           "image_size": BatchKey("int32", (2,))}
   evaluation = {"image": train["image"], "image_id": BatchKey("int64"), "scale": BatchKey("float32", (2,)),
-                "image_size": BatchKey("int32", (2,)), "gt_boxes": BatchKey("float32", (count, 4)),
+                "image_size": train["image_size"], "gt_boxes": BatchKey("float32", (count, 4)),
                 "gt_labels": BatchKey("int32", (count,)), "gt_crowd": BatchKey("bool", (count,)),
                 "gt_areas": BatchKey("float32", (count,)), "gt_ids": BatchKey("int64", (count,)),
                 "gt_present": BatchKey("bool", (count,))}
@@ -38,6 +40,10 @@ TASK = TaskSpec(
         task_heads={"fcos": HeadSpec("hrnet_jax.tasks.detection.fcos:FCOSDetector",
                                      {"fcos_channels": 256, "fcos_convs": 4}, network_defaults={"fpn_stride": 2},
                                      shared=("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling")),
+                    "faster_rcnn": HeadSpec("hrnet_jax.tasks.detection.two_stage:FasterRCNN",
+                                            {"rpn_channels": 256, "roi_fc": 1024, "anchor_scales": (8.0,),
+                                             "proposal_count": 1000, "roi_samples": 512},
+                                            shared=("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling")),
                     "centernet": HeadSpec("hrnet_jax.tasks.detection.centernet:CenterNetHead",
                                           {"centernet_channels": 64})}),
     task="hrnet_jax.tasks.detection.task:DetectionTask",

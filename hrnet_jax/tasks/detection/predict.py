@@ -38,7 +38,7 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
 
   @jax.jit
   def detect(variables, batch):
-    return task.detections(model.apply(variables, batch["image"], train=False), batch)
+    return task.detections(task.predict(task.inference(model, variables, batch), batch), batch)
 
   names, category_ids = task.class_set.names, task.class_set.category_ids
   results, coco_results, errors = [], [], {}

@@ -77,7 +77,7 @@ class Detection:
       image = tf.where(flipped, image[:, ::-1], image)
       boxes = tf.where(flipped, tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1),
                        boxes)
-    return {"image": self._into_canvas(image), **self._objects(example, boxes)}
+    return {"image": self._into_canvas(image), "image_size": tf.shape(image)[:2], **self._objects(example, boxes)}
 
   def evaluate(self, example: Example) -> Example:
     image, _, scale = self._resized(example, self.short)

@@ -1,5 +1,5 @@
-"""Object detection: FCOS or CenterNet losses on the padded ground truth, detections inside the jitted eval step,
-COCO box AP through pycocotools (``coco_eval``)."""
+"""Object detection: FCOS, CenterNet or Faster R-CNN losses on the padded ground truth, detections inside the
+jitted eval step, COCO box AP through pycocotools (``coco_eval``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from PIL import Image
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
-from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets
+from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, roi_head, rpn
 from hrnet_jax.tasks.spec import Serving
 
-HEADS = ("fcos", "centernet")
+HEADS = ("fcos", "centernet", "faster_rcnn")
 
 
 GROUND_TRUTH_KEYS = ("image_id", "gt_boxes", "gt_labels", "gt_crowd", "gt_areas", "gt_ids", "gt_present")
@@ -46,7 +46,7 @@ class DetectionCollector:
 
 class DetectionTask(Task):
   name = "detection"
-  train_reads = ("image", "mask", "boxes", "labels", "box_valid")
+  train_reads = ("image", "mask", "boxes", "labels", "box_valid", "image_size")
   eval_reads = ("image", "mask", "image_id", "scale", "image_size")
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -97,10 +97,32 @@ class DetectionTask(Task):
                        f"{list(self.class_set.category_ids[:recorded.count])}: results would carry the wrong ids; "
                        f"set data.classes=dataset")
 
+  @staticmethod
+  def _boxes_to_learn(batch: Batch) -> jax.Array:
+    """[B, G]: the real, non-crowd boxes of decodable images."""
+    return batch["box_valid"] & (batch["mask"][:, None] > 0)
+
+  def model_inputs(self, batch: Batch, train: bool) -> dict[str, jax.Array]:
+    """A two-stage detector reads each image's size (its proposals are clipped to it), and in training the ground
+    truth from which it samples the boxes its heads learn."""
+    if self.head != "faster_rcnn":
+      return {}
+    inputs = {"image_size": batch["image_size"]}
+    if train:
+      inputs.update(gt_boxes=batch["boxes"], gt_labels=batch["labels"], gt_valid=self._boxes_to_learn(batch))
+    return inputs
+
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as
     MMDetection leaves images without annotations out of training."""
-    valid = batch["box_valid"] & (batch["mask"][:, None] > 0)
+    valid = self._boxes_to_learn(batch)
+    if self.head == "faster_rcnn":
+      learn = valid.any(-1)[:, None]
+      losses = {**rpn.rpn_loss(outputs.rpn, outputs.rpn_targets._replace(
+                    valid=outputs.rpn_targets.valid & learn, positive=outputs.rpn_targets.positive & learn)),
+                **roi_head.roi_loss(outputs.roi_logits, outputs.roi_deltas, outputs.roi_targets._replace(
+                    valid=outputs.roi_targets.valid & learn, positive=outputs.roi_targets.positive & learn))}
+      return sum(losses.values()), losses
     if self.head == "fcos":
       options, points = self.config.fcos, self._points(batch["image"])
       targets = jax.vmap(lambda boxes, labels, keep: fcos.fcos_targets(
@@ -118,6 +140,10 @@ class DetectionTask(Task):
   def detections(self, outputs: Any, batch: Batch) -> fcos.Detections:
     """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
     test = self.config.detection_test
+    if self.head == "faster_rcnn":
+      return jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
+          rois, valid, logits, deltas, size, test.score_threshold, test.iou_threshold, test.max_detections))(
+          *outputs, batch["image_size"])
     if self.head == "fcos":
       points = self._points(batch["image"])
       return jax.vmap(lambda out, size: fcos.fcos_detections(
@@ -128,8 +154,9 @@ class DetectionTask(Task):
   def serving(self) -> Serving:
     """Boxes after NMS, as in evaluation, in the pixels of the (resized, padded) input image."""
     def run(apply, image, image_size):
-      batch = {"image": image, "image_size": image_size}
-      return self.detections(self.predict(apply, batch), batch)._asdict()
+      batch = {"image": image, "image_size": image_size.astype(jnp.int32)}
+      inputs = self.model_inputs(batch, train=False)
+      return self.detections(self.predict(lambda images: apply(images, **inputs), batch), batch)._asdict()
     limit = self.config.detection_test.max_detections
     return Serving(run, names=self.class_set.names,
                    inputs={"image_size": ((2,), "(height, width) of the image inside the padded input")},
@@ -183,4 +210,5 @@ class DetectionTask(Task):
     return {"image": rng.standard_normal((batch, *size, 3), dtype=np.float32), "mask": np.ones((batch,), np.float32),
             "boxes": np.concatenate([corner, corner + extent], -1).astype(np.float32),
             "labels": rng.integers(0, self.output_count(), (batch, count), dtype=np.int32),
-            "box_valid": np.arange(count)[None].repeat(batch, 0) < rng.integers(1, count + 1, (batch, 1))}
+            "box_valid": np.arange(count)[None].repeat(batch, 0) < rng.integers(1, count + 1, (batch, 1)),
+            "image_size": np.tile(np.asarray(size, np.int32), (batch, 1))}
