@@ -20,7 +20,7 @@ from hrnet_jax import cli  # noqa: E402
 # Official training-set sizes (what one epoch is).
 TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "coco_keypoints": 149_813, "semantic_segmentation/cityscapes": 2_975,
                   "semantic_segmentation/pascal_context": 4_998, "semantic_segmentation/lip": 30_462,
-                  "synthetic_shapes": 4_096}
+                  "coco_instances": 117_266, "synthetic_shapes": 4_096}
 
 
 def input_size(config) -> tuple[int, int]:

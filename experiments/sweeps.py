@@ -112,6 +112,16 @@ def fig10_pose() -> Sweep:
                "AP", rows, plot="bars")
 
 
+def fig10_detection() -> Sweep:
+  """Fig. 10(b): Faster R-CNN (1x) on pyramids built from HRNetV1's 1x branch, V1h's widened one, and V2p."""
+  rows = tuple(Row(f"{width}_{representation}", f"HRNet{representation.upper()}p-{width.upper()}",
+                   f"configs/coco_detection.py:faster_rcnn_{width}", None, {"fpn_representation": representation},
+                   series=width.upper(), x=f"{representation.upper()}p")
+               for width in ("w18", "w32") for representation in ("v1", "v1h", "v2"))
+  return Sweep("fig10_detection", "Fig. 10(b): HRNetV1p / V1hp / V2p under Faster R-CNN, COCO val box AP",
+               "eval/bbox_AP", 100.0, "AP", rows, plot="bars")
+
+
 def _main_table(name: str, title: str, config_file: str, papers: str, metric: str, scale: float, unit: str,
                 arg: str = "{}", protocol: Callable[[str], dict[str, Any]] = lambda variant: {}) -> Sweep:
   """One row per variant of a config file, with the paper's numbers the config file itself lists (``papers``);
@@ -156,6 +166,21 @@ def main_lip() -> Sweep:
                      "eval/miou", 1.0, "mIoU")
 
 
+def main_detection() -> Sweep:
+  """The detectors' rows: MMDetection's COCO val2017 numbers the config file cites (CenterNet: the paper's
+  test-dev number, as the paper gives no val one)."""
+  from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
+  numbers = config_lib.config_module(os.path.join(REPO, "configs", "coco_detection.py")).PAPER_AP
+  rows = []
+  for (variant, schedule, multiscale), paper in numbers.items():
+    arg = variant + (f",schedule={schedule}" if schedule else "") + (",multiscale=true" if multiscale else "")
+    name = "_".join(part for part in (variant, schedule, "ms" if multiscale else "") if part)
+    rows.append(Row(name, name, f"configs/coco_detection.py:{arg}", paper, series=variant.rsplit("_", 1)[0],
+                    x=variant.rsplit("_", 1)[1]))
+  return Sweep("main_detection", "COCO val2017 box AP, single scale (Tables 11 and 13: FCOS, Faster and Cascade "
+               "R-CNN as MMDetection's models; CenterNet test-dev)", "eval/bbox_AP", 100.0, "AP", tuple(rows))
+
+
 # CPU proxies of Table 12 and Fig. 10: hrnet_tiny on the synthetic shapes' masks, a few hundred steps each. They
 # start from He init: with N(0, 0.001) and BatchNorm momentum 0.01, a few hundred steps leave the running statistics
 # far from the activations' (the official init is for runs of 100k steps).
@@ -180,8 +205,8 @@ def fig10_proxy(steps: int = 300) -> Sweep:
 SWEEPS: dict[str, Callable[[], Sweep]] = {
     sweep.__name__: sweep for sweep in (
         table12_pose, table12_segmentation, fig9_pose_resolution, fig10_cityscapes, fig10_pascal_context,
-        fig10_pose, main_imagenet, main_coco, main_cityscapes, main_pascal_context, main_lip, table12_proxy,
-        fig10_proxy)}
+        fig10_pose, fig10_detection, main_imagenet, main_coco, main_cityscapes, main_pascal_context, main_lip, main_detection,
+        table12_proxy, fig10_proxy)}
 
 
 def get(name: str) -> Sweep:

@@ -49,3 +49,11 @@ def data_dir(tmp_path_factory):
   """The synthetic dataset, built once per session (before any subprocess could race to build it)."""
   from hrnet_jax.data import sources
   return str(once_per_session(tmp_path_factory, "tfds", lambda path: sources.builder("synthetic_shapes", path)))
+
+
+@pytest.fixture(scope="session")
+def objects_data_dir(tmp_path_factory):
+  """The synthetic multi-object dataset (detection's default data), built once per session for every worker."""
+  from hrnet_jax.data import sources
+  return str(once_per_session(tmp_path_factory, "tfds_objects",
+                              lambda path: sources.builder("synthetic_objects", path)))

@@ -29,6 +29,19 @@ def random_variables(model, input_shape=(1, 32, 32, 3), seed=0):
   return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
 
 
+def initialisation_like(variables):
+  """``random_variables`` scaled as an initialisation would (kernels by their fan-in, BatchNorm variances
+  positive), so that activations stay near 1 through the network."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  def scaled(path, x):
+    if path[-1].key == "kernel":
+      return x / np.sqrt(np.prod(x.shape[:-1]))
+    return np.abs(x) + 0.5 if path[-1].key == "var" else x
+  return jax.tree_util.tree_map_with_path(scaled, variables)
+
+
 def tensorboard_contents(workdir: str) -> tuple[dict[str, list], set[str]]:
   """What ``workdir/tensorboard``'s event files hold: per tag its values (a float, or a PIL image), and the names
   of the hyperparameters of the run's HParams summary."""

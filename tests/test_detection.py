@@ -17,9 +17,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
 from conftest import shared_path
+from detection_runs import assert_ap50_rose_from_zero, tiny_detection_run
 from helpers import REPO, run_module, tensorboard_contents
 from hrnet_jax import coco_api, tasks
-from hrnet_jax.engine import config_lib, metric_writer, trainer
+from hrnet_jax.engine import config_lib
 from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, label_sets, synthetic
 from hrnet_jax.tasks.detection import task as task_lib
 
@@ -298,10 +299,10 @@ def test_synthetic_objects_are_labelled_by_their_visible_parts():
   assert 0 < crowded < 15  # about one image in ten
 
 
-def test_the_synthetic_objects_annotation_file_holds_the_ground_truth_stored_with_the_examples(data_dir):
+def test_the_synthetic_objects_annotation_file_holds_the_ground_truth_stored_with_the_examples(objects_data_dir):
   from hrnet_jax.data import pipeline, sources  # pylint: disable=import-outside-toplevel  (TensorFlow)
   from hrnet_jax.tasks.detection import recipes  # pylint: disable=import-outside-toplevel
-  source, _ = sources.open_source("synthetic_objects", "validation", data_dir)
+  source, _ = sources.open_source("synthetic_objects", "validation", objects_data_dir)
   _, preprocess = recipes.detection(tasks.recipes()["detection"].data_config())
   batches = list(pipeline.eval_iterator(source, preprocess, global_batch_size=64))
   stored = {key: np.concatenate([b[key] for b in batches]) for key in task_lib.GROUND_TRUTH_KEYS}
@@ -490,26 +491,9 @@ FCOS_AP50 = 0.07
 CENTERNET_AP50 = 0.015
 
 
-def tiny_detection_run(variant, workdir, data_dir, run):
-  """The tiny config trained, evaluated against the synthetic objects' annotation file (as COCO's)."""
-  annotation_file = os.path.join(os.path.dirname(workdir), "instances_validation.json")
-  with open(annotation_file, "w") as f:
-    json.dump(synthetic.coco_annotations("validation"), f)
-  config = config_lib.load(os.path.join(REPO, "configs", f"coco_detection.py:{variant},tiny"), {
-      "data.data_dir": data_dir, "data.annotation_file": annotation_file, "eval_at_start": True, "log_every": 50,
-      "checkpoint_every": run["total_steps"], "num_devices": 1, **run})
-  return config, workdir, trainer.train_and_evaluate(config, workdir)
-
-
-def assert_ap50_rose_from_zero(workdir, final, least):
-  start = next(m for m in metric_writer.read_metrics(workdir) if "eval/bbox_AP50" in m)
-  assert start["step"] == 0 and start["eval/bbox_AP50"] < 0.01, start
-  assert final["bbox_AP50"] > least, final
-
-
 @pytest.fixture(scope="module")
-def trained_detection_run(data_dir, tmp_path_factory):
-  return tiny_detection_run("fcos_w18", str(tmp_path_factory.mktemp("det_tiny") / "run"), data_dir, FCOS_RUN)
+def trained_detection_run(objects_data_dir, tmp_path_factory):
+  return tiny_detection_run("fcos_w18", str(tmp_path_factory.mktemp("det_tiny") / "run"), objects_data_dir, FCOS_RUN)
 
 
 def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
@@ -523,12 +507,12 @@ def test_tiny_fcos_trains_far_above_its_start(trained_detection_run):
 
 
 @pytest.mark.slow  # ~10 min on 2 cores; its targets, loss and detections are tested above, the engine by FCOS's run
-def test_tiny_centernet_trains_far_above_its_start(data_dir, tmp_path):
+def test_tiny_centernet_trains_far_above_its_start(objects_data_dir, tmp_path):
   """The CenterNet heads learn more slowly than FCOS's: AP50 0 at step 0, 0.016 at step 250 and 0.023 at 500
   (`python -m hrnet_jax.train --config configs/coco_detection.py:centernet_w48,tiny --workdir /tmp/cn500
   --config.total_steps=500 --config.optimizer.learning_rate=0.002 --config.eval_every=250
   --config.eval_at_start=true`, 10 min on 2 cores)."""
-  _, workdir, final = tiny_detection_run("centernet_w48", str(tmp_path / "run"), data_dir,
+  _, workdir, final = tiny_detection_run("centernet_w48", str(tmp_path / "run"), objects_data_dir,
                                          {"total_steps": 500, "optimizer.learning_rate": 0.002})
   assert_ap50_rose_from_zero(workdir, final, CENTERNET_AP50)
 

@@ -152,3 +152,27 @@ def test_collect_marks_unfinished_rows(tmp_path):
   assert results["w48_384x288"].status == "not started" and results["w48_384x288"].value is None
   text = collect.markdown(sweep, list(results.values()), "cmd")
   assert "| w32_256x192 | w32_256x192 | 74.4 | 50.0 | -24.4 | 20 | running (step 20) |" in text
+
+
+def test_the_detection_rows_are_the_configs_the_paper_numbers_belong_to():
+  rows = {row.name: row for row in sweeps.get("main_detection").rows}
+  assert rows["faster_rcnn_w32_2x"].paper == 41.4 and rows["cascade_rcnn_w40_20e"].paper == 43.8
+  assert rows["fcos_w32_2x_ms"].paper == 41.9
+  for name, epochs, milestones in (("faster_rcnn_w32_2x", 24, (16, 22)), ("cascade_rcnn_w18_20e", 20, (16, 19)),
+                                   ("fcos_w18_1x", 12, (8, 11))):
+    config = sweeps.row_config(rows[name])
+    head, width = name.rsplit("_", 2)[0], name.rsplit("_", 2)[1]
+    assert (config.model.overrides.head, config.model.name) == (head, f"hrnet_{width}"), name
+    assert (config.num_epochs, tuple(config.schedule.milestones)) == (epochs, milestones), name
+  assert sweeps.row_config(rows["fcos_w32_2x_ms"]).data.short_sides == (640, 800)
+
+
+def test_fig10_detection_builds_each_pyramid_from_its_representation():
+  widths = {}
+  for row in sweeps.get("fig10_detection").rows:
+    model = tasks.create(sweeps.row_config(row)).create_model()
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]["head"]["neck"]
+    widths[row.name] = (params["reduction_conv"]["kernel"].shape[-2], "widen_conv" in params)
+  # V1: the 1x branch (C channels); V1h: widened to 15C first; V2p: the four branches concatenated (15C).
+  assert widths == {"w18_v1": (18, False), "w18_v1h": (270, True), "w18_v2": (270, False),
+                    "w32_v1": (32, False), "w32_v1h": (480, True), "w32_v2": (480, False)}

@@ -15,7 +15,7 @@ import pytest
 from hrnet_jax import export, tasks
 from hrnet_jax.engine import config_lib
 from hrnet_jax.model import convert
-from helpers import random_variables, run_module
+from helpers import initialisation_like, random_variables, run_module
 
 TINY = {"classification": "configs/demo.py", "pose": "configs/coco_pose.py:tiny",
         "segmentation": "configs/cityscapes.py:tiny", "landmarks": "configs/face_landmarks.py:tiny",
@@ -28,13 +28,7 @@ def tiny(task_name):
   config = config_lib.load(TINY[task_name])
   task = tasks.create(config)
   size = export.default_size(config)
-  variables = random_variables(task.create_model(), (1, *size, 3))
-
-  def scaled(path, x):
-    if path[-1].key == "kernel":
-      return x / np.sqrt(np.prod(x.shape[:-1]))
-    return np.abs(x) + 0.5 if path[-1].key == "var" else x
-  return config, task, size, jax.tree_util.tree_map_with_path(scaled, variables)
+  return config, task, size, initialisation_like(random_variables(task.create_model(), (1, *size, 3)))
 
 
 def inputs(task_name, size, batch):

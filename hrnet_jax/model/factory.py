@@ -71,7 +71,7 @@ BACKBONE_OPTIONS = ("fusion_upsample", "align_corners", "fusion_downsample", "fu
                     "four_streams", "fixed_stage1", "multi_scale_output", "bn_momentum", "conv_init", "norm_eval",
                     "scan_repeats", "dtype", "param_dtype")
 HEAD_OPTIONS = ("head", "head_branch", "mix", "final_conv_kernel", "fpn_channels", "fpn_levels", "fpn_stride",
-                "fpn_pooling", "head_channels", "final_channels")
+                "fpn_pooling", "fpn_representation", "head_channels", "final_channels")
 
 
 def _registered_tasks():
@@ -124,11 +124,12 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
     if key not in allowed:
       raise unknown_name(f"option for task {task!r}", key, sorted(allowed))
   head = overrides.get("head", defaults.head)
+  chosen = defaults.task_heads.get(head)
   for name, head_spec in defaults.task_heads.items():
-    stray = sorted(set(head_spec.options) & set(overrides)) if head != name else []
+    stray = sorted(set(head_spec.options) & set(overrides) - set(chosen.options if chosen else ())) \
+        if head != name else []
     if stray:
       raise ValueError(f"{', '.join(stray)} only apply to head={name!r}; this model's head is {head!r}")
-  chosen = defaults.task_heads.get(head)
   chosen_head_defaults = {k: v for k, v in (chosen.network_defaults if chosen else {}).items() if k in HEAD_OPTIONS}
   options = {"fusion_upsample": defaults.fusion_upsample,
              "align_corners": option_default(task, overrides, "align_corners"),
@@ -138,8 +139,9 @@ def create_model(name: str | HRNetSpec | Mapping[str, Any], task: str = "classif
              "conv_init": "he", "norm_eval": False, "scan_repeats": False,
              "dtype": jnp.float32, "param_dtype": jnp.float32, "head": defaults.head, "head_branch": 0,
              "mix": defaults.mix, "final_conv_kernel": 1, "fpn_channels": 256, "fpn_levels": 5,
-             "fpn_stride": 1, "fpn_pooling": "avg", "head_channels": (32, 64, 128, 256),
-             "final_channels": 2048, **head_options, **chosen_head_defaults, **overrides}
+             "fpn_stride": 1, "fpn_pooling": "avg", "fpn_representation": "v2", "head_channels": (32, 64, 128, 256),
+             "final_channels": 2048, **head_options, **(chosen.options if chosen else {}), **chosen_head_defaults,
+             **overrides}  # the chosen head's option defaults over another head's of the same name
   count = output_count(task, overrides)
   multi_scale = not (defaults.prune_last_module and options["head"] in ("v1", "v1h") and options["head_branch"] == 0)
   if options["four_streams"]:
@@ -176,7 +178,8 @@ def _make_head(options: dict[str, Any], count: int | None, task_heads: Mapping[s
   if head == "v2p":
     return heads.HRFPNHead(out_channels=options["fpn_channels"], num_levels=options["fpn_levels"],
                            conv_stride=options["fpn_stride"], pooling=options["fpn_pooling"],
-                           align_corners=options["align_corners"], **common)
+                           align_corners=options["align_corners"], representation=options["fpn_representation"],
+                           bn_momentum=options["bn_momentum"], **common)
   if head in ("v1", "v1h", "v2"):
     if count is None:
       raise ValueError(f"head {head!r} needs an output count for this task")

@@ -112,24 +112,32 @@ class DenseHead(nn.Module):
 class HRFPNHead(nn.Module):
   """HRNetV2p, as MMDetection's HRFPN: V2's concatenation reduced to ``out_channels`` by a 1x1 conv, pooled
   (``pooling``: "avg" or "max") into ``num_levels`` levels (strides 4, 8, ... of the input), each refined by a 3x3
-  conv of stride ``conv_stride`` (FCOS: 2, for strides 8 ... 128)."""
+  conv of stride ``conv_stride`` (FCOS: 2, for strides 8 ... 128). ``representation`` "v1" or "v1h" builds the
+  pyramid from the 1x branch alone, as the paper's Fig. 10(b) does (V1h: widened to 15C by a 1x1 conv + BN +
+  ReLU first)."""
   out_channels: int = 256
   num_levels: int = 5
   conv_stride: int = 1
   pooling: str = "avg"
   align_corners: bool = False
+  representation: Representation = "v2"
+  bn_momentum: float = 0.1
   conv_init: str = "he"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> list[jax.Array]:
-    del train  # no BatchNorm in HRFPN
     pools = {"avg": nn.avg_pool, "max": nn.max_pool}
     if self.pooling not in pools:
       raise ValueError(f"fpn_pooling must be one of {sorted(pools)}, got {self.pooling!r}")
-    conv, _ = layers.conv_and_norm(self.dtype, self.param_dtype, 0.1, False, self.conv_init)
-    x = quarter_resolution(branches, "v2", 0, self.align_corners)
+    if self.representation not in ("v1", "v1h", "v2"):
+      raise ValueError(f"fpn_representation must be 'v1', 'v1h' or 'v2', got {self.representation!r}")
+    conv, norm = layers.conv_and_norm(self.dtype, self.param_dtype, self.bn_momentum, train, self.conv_init)
+    x = quarter_resolution(branches, self.representation, 0, self.align_corners)
+    if self.representation == "v1h":
+      x = layers.conv1x1(conv, 15 * branches[0].shape[-1], use_bias=True, name="widen_conv")(x)
+      x = nn.relu(norm(name="widen_norm")(x))
     x = layers.conv1x1(conv, self.out_channels, use_bias=True, name="reduction_conv")(x)
     levels = [x] + [pools[self.pooling](x, (2**k, 2**k), strides=(2**k, 2**k)) for k in range(1, self.num_levels)]
     return [float_output(layers.conv3x3(conv, self.out_channels, self.conv_stride, use_bias=True,

@@ -1,7 +1,7 @@
 """Object detection on HRNetV2p (issue #19): FCOS and CenterNet, COCO box AP through pycocotools.
 
 The network is the backbone with a detector head: ``fcos`` (the V2p pyramid of MMDetection's HRFPN + the FCOS head),
-``faster_rcnn`` (the pyramid + RPN + R-CNN box head, issue #20) or ``centernet`` (heads on the V2 representation at
+``faster_rcnn`` / ``cascade_rcnn`` (the pyramid + RPN + R-CNN box heads, issue #20) or ``centernet`` (heads on the V2 representation at
 stride 4). ``head="v2p"`` gives the bare pyramid.
 """
 
@@ -33,17 +33,23 @@ DETECTION = Recipe(
               "flip": True,
               "bgr": False})  # channel order BGR (MMDetection's HRNet FCOS configs), else RGB
 
+FPN_OPTIONS = ("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling", "fpn_representation")
+# What the two-stage detectors' configs may change (the rest is each detector's class: two_stage.py).
+TWO_STAGE_OPTIONS = {"rpn_channels": 256, "roi_fc": 1024, "anchor_scales": (8.0,), "proposal_count": 1000,
+                     "roi_samples": 512}
+
 TASK = TaskSpec(
     name="detection",
     model=ModelDefaults(
         head="fcos", count_name="num_classes", count=80,
         task_heads={"fcos": HeadSpec("hrnet_jax.tasks.detection.fcos:FCOSDetector",
                                      {"fcos_channels": 256, "fcos_convs": 4}, network_defaults={"fpn_stride": 2},
-                                     shared=("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling")),
-                    "faster_rcnn": HeadSpec("hrnet_jax.tasks.detection.two_stage:FasterRCNN",
-                                            {"rpn_channels": 256, "roi_fc": 1024, "anchor_scales": (8.0,),
-                                             "proposal_count": 1000, "roi_samples": 512},
-                                            shared=("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling")),
+                                     shared=FPN_OPTIONS),
+                    **{name: HeadSpec(f"hrnet_jax.tasks.detection.two_stage:{module}",
+                                      {**TWO_STAGE_OPTIONS, "train_proposal_count": train_proposals},
+                                      shared=FPN_OPTIONS)
+                       for name, module, train_proposals in (("faster_rcnn", "FasterRCNN", 1000),
+                                                             ("cascade_rcnn", "CascadeRCNN", 2000))},
                     "centernet": HeadSpec("hrnet_jax.tasks.detection.centernet:CenterNetHead",
                                           {"centernet_channels": 64})}),
     task="hrnet_jax.tasks.detection.task:DetectionTask",

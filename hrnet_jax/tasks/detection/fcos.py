@@ -157,14 +157,17 @@ class FCOSDetector(nn.Module):
   fpn_levels: int = 5
   fpn_stride: int = 2
   fpn_pooling: str = "avg"
+  fpn_representation: str = "v2"  # Fig. 10(b): "v1" / "v1h" pyramids from the 1x branch
   align_corners: bool = False
+  bn_momentum: float = 0.1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, branches: Sequence[jax.Array], train: bool = False) -> Outputs:
     levels = HRFPNHead(self.fpn_channels, self.fpn_levels, self.fpn_stride, self.fpn_pooling, self.align_corners,
-                       dtype=self.dtype, param_dtype=self.param_dtype, name="neck")(branches, train)
+                       self.fpn_representation, self.bn_momentum, dtype=self.dtype, param_dtype=self.param_dtype,
+                       name="neck")(branches, train)
     return FCOSHead(self.num_outputs, self.fcos_channels, self.fcos_convs, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="bbox_head")(levels, train)
 

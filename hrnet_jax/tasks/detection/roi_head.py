@@ -7,8 +7,8 @@
 - Targets (``roi_targets``): the ground truth joins the proposals (``add_gt_as_proposals``, each assigned to
   itself), ``MaxIoUAssigner`` with one IoU threshold for both sides and no low-quality matches (0.5; Cascade's
   stages 0.6 and 0.7), 512 sampled at a quarter positives; deltas normalised by ``stds``.
-- Losses: softmax cross-entropy over the sampled RoIs and L1 on the positives' deltas of their class, both averaged
-  over the batch's sampled RoIs (``BBoxHead.loss``'s ``avg_factor``).
+- Losses: softmax cross-entropy over the sampled RoIs and L1 on the positives' deltas of their class (Cascade:
+  smooth L1 with beta 1), both averaged over the batch's sampled RoIs (``BBoxHead.loss``'s ``avg_factor``).
 - Test (``detections``, ``multiclass_nms``): each (RoI, class) box decoded and clipped, kept above the score
   threshold, class-aware NMS and the best ``max_detections``.
 """
@@ -25,6 +25,7 @@ import optax
 from hrnet_jax import ops
 from hrnet_jax.ops import sampling
 from hrnet_jax.tasks.detection.fcos import Detections
+from hrnet_jax.tasks.detection.rpn import smooth_l1
 
 BOX_STDS = (0.1, 0.1, 0.2, 0.2)
 
@@ -57,12 +58,13 @@ class BoxHead(nn.Module):
 
 class RoITargets(NamedTuple):
   """One image's sampled RoIs [S, 4] with their class targets [S] (``num_classes``: background), delta targets
-  [S, 4], and which slots are positive / sampled at all [S]."""
+  [S, 4], and which slots are positive / sampled at all / a ground-truth box joined to the proposals [S]."""
   rois: jax.Array
   labels: jax.Array
   deltas: jax.Array
   positive: jax.Array
   valid: jax.Array
+  from_gt: jax.Array
 
 
 def roi_targets(key: jax.Array, proposals: jax.Array, proposal_valid: jax.Array, gt_boxes: jax.Array,
@@ -81,7 +83,8 @@ def roi_targets(key: jax.Array, proposals: jax.Array, proposal_valid: jax.Array,
   matched = jnp.maximum(assigned[sample.indices] - 1, 0)
   deltas = ops.encode_deltas(gt_boxes[matched], rois, delta_weights(stds))
   return RoITargets(rois, jnp.where(sample.positive, gt_labels[matched], num_classes).astype(jnp.int32),
-                    jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid)
+                    jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid,
+                    sample.valid & (sample.indices < count))
 
 
 def class_deltas(deltas: jax.Array, labels: jax.Array) -> jax.Array:
@@ -94,12 +97,13 @@ def class_deltas(deltas: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take_along_axis(per_class, index[..., None, None], -2)[..., 0, :]
 
 
-def roi_loss(logits: jax.Array, deltas: jax.Array, targets: RoITargets) -> dict[str, jax.Array]:
-  """Cross-entropy and delta L1 of a batch's sampled RoIs ([B, S, ...] each), averaged over those sampled."""
+def roi_loss(logits: jax.Array, deltas: jax.Array, targets: RoITargets, box_beta: float = 0.0) -> dict[str, jax.Array]:
+  """Cross-entropy and delta L1 (smooth L1 for ``box_beta`` > 0) of a batch's sampled RoIs ([B, S, ...] each),
+  averaged over those sampled."""
   count = jnp.maximum(targets.valid.sum(), 1)
   cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, targets.labels)
   chosen = class_deltas(deltas, targets.labels)
-  box = jnp.where(targets.positive[..., None], jnp.abs(chosen - targets.deltas), 0.0)
+  box = jnp.where(targets.positive[..., None], smooth_l1(chosen - targets.deltas, box_beta), 0.0)
   return {"loss_cls": jnp.where(targets.valid, cross_entropy, 0.0).sum() / count, "loss_bbox": box.sum() / count}
 
 
@@ -117,12 +121,10 @@ def decode_rois(deltas: jax.Array, rois: jax.Array, image_size: jax.Array,
 
 def detections(rois: jax.Array, roi_valid: jax.Array, logits: jax.Array, deltas: jax.Array, image_size: jax.Array,
                score_threshold: float = 0.05, iou_threshold: float = 0.5, max_detections: int = 100,
-               stds: Sequence[float] = BOX_STDS, probabilities: jax.Array | None = None) -> Detections:
-  """One image's detections from its RoIs [R, 4] and their head outputs (``probabilities`` [R, C + 1] replace
-  the logits' softmax: Cascade's average over stages)."""
-  if probabilities is None:
-    probabilities = jax.nn.softmax(logits, -1)
-  scores = probabilities[:, :-1]  # background is the last class
+               stds: Sequence[float] = BOX_STDS) -> Detections:
+  """One image's detections from its RoIs [R, 4] and their head outputs (Cascade: the logits averaged over the
+  stages, the last stage's deltas)."""
+  scores = jax.nn.softmax(logits, -1)[:, :-1]  # background is the last class
   count, num_classes = scores.shape
   boxes = decode_rois(deltas, rois, image_size, stds)
   boxes = jnp.broadcast_to(boxes[:, None] if boxes.ndim == 2 else boxes, (count, num_classes, 4)).reshape(-1, 4)

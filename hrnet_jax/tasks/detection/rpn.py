@@ -4,8 +4,8 @@
   deltas per anchor; every conv N(0, 0.01), biases 0.
 - Targets (``rpn_targets``): anchors assigned by ``MaxIoUAssigner(0.7, 0.3, min_pos_iou=0.3)`` with low-quality
   matches, 256 sampled at half positives (``RandomSampler``); deltas with means 0 and stds 1.
-- Losses: binary cross-entropy on the sampled anchors' objectness and L1 on the positives' deltas, both averaged
-  over the batch's sampled anchors (MMDetection's ``avg_factor`` with sampling).
+- Losses: binary cross-entropy on the sampled anchors' objectness and L1 on the positives' deltas (Cascade R-CNN:
+  smooth L1 with beta 1/9), both averaged over the batch's sampled anchors (MMDetection's ``avg_factor``).
 - Proposals (``proposals``, ``_get_bboxes_single``): per level the ``pre_nms`` anchors of highest objectness,
   decoded and clipped to the image, empty boxes dropped; NMS at 0.7 within each level (``batched_nms`` with the level
   as class) and the ``max_proposals`` best. Training takes 2000 per level before NMS, testing 1000.
@@ -81,13 +81,22 @@ def rpn_targets(key: jax.Array, anchors: np.ndarray, anchor_valid: jax.Array, gt
                     jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid)
 
 
-def rpn_loss(outputs: RPNOutputs, targets: RPNTargets) -> dict[str, jax.Array]:
-  """Objectness cross-entropy and delta L1 of a batch ([B, ...] each), averaged over the sampled anchors."""
+def smooth_l1(difference: jax.Array, beta: float) -> jax.Array:
+  """MMDetection's ``smooth_l1_loss`` elementwise: quadratic under ``beta``, linear above; ``beta`` 0 is L1."""
+  distance = jnp.abs(difference)
+  if beta <= 0:
+    return distance
+  return jnp.where(distance < beta, 0.5 * distance * distance / beta, distance - 0.5 * beta)
+
+
+def rpn_loss(outputs: RPNOutputs, targets: RPNTargets, box_beta: float = 0.0) -> dict[str, jax.Array]:
+  """Objectness cross-entropy and delta L1 (smooth L1 for ``box_beta`` > 0) of a batch ([B, ...] each),
+  averaged over the sampled anchors."""
   logits = jnp.take_along_axis(outputs.logits, targets.indices, 1)
   deltas = jnp.take_along_axis(outputs.deltas, targets.indices[..., None], 1)
   count = jnp.maximum(targets.valid.sum(), 1)
   objectness = jnp.where(targets.valid, optax.sigmoid_binary_cross_entropy(logits, targets.objectness), 0.0)
-  box = jnp.where(targets.positive[..., None], jnp.abs(deltas - targets.deltas), 0.0)
+  box = jnp.where(targets.positive[..., None], smooth_l1(deltas - targets.deltas, box_beta), 0.0)
   return {"loss_rpn_cls": objectness.sum() / count, "loss_rpn_bbox": box.sum() / count}
 
 

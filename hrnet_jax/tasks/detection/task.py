@@ -1,4 +1,4 @@
-"""Object detection: FCOS, CenterNet or Faster R-CNN losses on the padded ground truth, detections inside the
+"""Object detection: FCOS, CenterNet, Faster or Cascade R-CNN losses on the padded ground truth, detections inside the
 jitted eval step, COCO box AP through pycocotools (``coco_eval``)."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
 from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, roi_head, rpn
 from hrnet_jax.tasks.spec import Serving
 
-HEADS = ("fcos", "centernet", "faster_rcnn")
+TWO_STAGE = ("faster_rcnn", "cascade_rcnn")
+HEADS = ("fcos", "centernet", *TWO_STAGE)
 
 
 GROUND_TRUTH_KEYS = ("image_id", "gt_boxes", "gt_labels", "gt_crowd", "gt_areas", "gt_ids", "gt_present")
@@ -54,6 +55,8 @@ class DetectionTask(Task):
     self.head = config.model.overrides.get("head", factory.model_defaults(self.name).head)
     if self.head not in HEADS:
       raise ValueError(f"detection trains head {' or '.join(HEADS)}, not {self.head!r} (model.overrides.head)")
+    if self.head in TWO_STAGE:
+      self.detector = self.create_model().head
     if self.head == "fcos":
       self.detector = self.create_model().head
       self.strides = fcos.pyramid_strides(self.detector.fpn_levels, self.detector.fpn_stride)
@@ -105,7 +108,7 @@ class DetectionTask(Task):
   def model_inputs(self, batch: Batch, train: bool) -> dict[str, jax.Array]:
     """A two-stage detector reads each image's size (its proposals are clipped to it), and in training the ground
     truth from which it samples the boxes its heads learn."""
-    if self.head != "faster_rcnn":
+    if self.head not in TWO_STAGE:
       return {}
     inputs = {"image_size": batch["image_size"]}
     if train:
@@ -116,13 +119,8 @@ class DetectionTask(Task):
     """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as
     MMDetection leaves images without annotations out of training."""
     valid = self._boxes_to_learn(batch)
-    if self.head == "faster_rcnn":
-      learn = valid.any(-1)[:, None]
-      losses = {**rpn.rpn_loss(outputs.rpn, outputs.rpn_targets._replace(
-                    valid=outputs.rpn_targets.valid & learn, positive=outputs.rpn_targets.positive & learn)),
-                **roi_head.roi_loss(outputs.roi_logits, outputs.roi_deltas, outputs.roi_targets._replace(
-                    valid=outputs.roi_targets.valid & learn, positive=outputs.roi_targets.positive & learn))}
-      return sum(losses.values()), losses
+    if self.head in TWO_STAGE:
+      return self._two_stage_loss(outputs, valid.any(-1)[:, None])
     if self.head == "fcos":
       options, points = self.config.fcos, self._points(batch["image"])
       targets = jax.vmap(lambda boxes, labels, keep: fcos.fcos_targets(
@@ -137,13 +135,26 @@ class DetectionTask(Task):
       losses = centernet.centernet_loss(outputs, targets)
     return sum(losses.values()), losses
 
+  def _two_stage_loss(self, outputs: Any, learn: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The RPN's losses and each stage's weighted by its ``stage_loss_weights`` (Cascade: ``s1.loss_cls``, ...);
+    ``learn`` [B, 1] leaves out images without a box to learn."""
+    detector = self.detector
+    only = lambda targets: targets._replace(valid=targets.valid & learn, positive=targets.positive & learn)
+    losses = rpn.rpn_loss(outputs.rpn, only(outputs.rpn_targets), detector.rpn_box_beta)
+    for stage, (found, weight) in enumerate(zip(outputs.stages, detector.stage_loss_weights)):
+      prefix = f"s{stage}." if len(outputs.stages) > 1 else ""
+      stage_losses = roi_head.roi_loss(found.logits, found.deltas, only(found.targets), detector.roi_box_beta)
+      losses.update({prefix + name: weight * value for name, value in stage_losses.items()})
+    return sum(losses.values()), losses
+
   def detections(self, outputs: Any, batch: Batch) -> fcos.Detections:
     """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
     test = self.config.detection_test
-    if self.head == "faster_rcnn":
+    if self.head in TWO_STAGE:
+      stds = self.detector.stage_stds[-1]
       return jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
-          rois, valid, logits, deltas, size, test.score_threshold, test.iou_threshold, test.max_detections))(
-          *outputs, batch["image_size"])
+          rois, valid, logits, deltas, size, test.score_threshold, test.iou_threshold, test.max_detections,
+          stds))(*outputs, batch["image_size"])
     if self.head == "fcos":
       points = self._points(batch["image"])
       return jax.vmap(lambda out, size: fcos.fcos_detections(
