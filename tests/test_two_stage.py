@@ -334,8 +334,10 @@ def test_cascade_stages_assign_at_rising_iou_and_average_their_scores_at_test():
   batch["boxes"][:, :, 2:] = batch["boxes"][:, :, :2] + 30  # 30-pixel objects: every stage finds positives
   batch["mask"] = np.ones(2, np.float32)
   variables = initialisation_like(random_variables(model, (1, 128, 128, 3)))
-  outputs, _ = model.apply(variables, batch["image"], train=True, **task.model_inputs(batch, train=True),
-                           mutable=["batch_stats"], rngs={"sampling": jax.random.key(0)})
+  train = jax.jit(lambda variables, batch: model.apply(
+      variables, batch["image"], train=True, **task.model_inputs(batch, train=True), mutable=["batch_stats"],
+      rngs={"sampling": jax.random.key(0)})[0])
+  outputs = train(variables, batch)
   assert len(outputs.stages) == 3
   for iou, stage in zip((0.5, 0.6, 0.7), outputs.stages):
     chex.assert_shape(stage.deltas, (2, 128, 4))  # class-agnostic
@@ -351,8 +353,8 @@ def test_cascade_stages_assign_at_rising_iou_and_average_their_scores_at_test():
                                                              for name in ("loss_cls", "loss_bbox")}
   assert np.isfinite(float(loss))
   # Test: the logits averaged over the three heads, the RoIs moved by stage 1 and 2's deltas of the best class.
-  found, state = model.apply(variables, batch["image"], image_size=jnp.asarray(batch["image_size"]),
-                             capture_intermediates=True)
+  found, state = jax.jit(lambda variables, batch: model.apply(
+      variables, batch["image"], image_size=batch["image_size"], capture_intermediates=True))(variables, batch)
   heads = [state["intermediates"]["head"][f"bbox_head_{i}"]["__call__"][0] for i in range(3)]
   np.testing.assert_allclose(found.logits, sum(logits for logits, _ in heads) / 3, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(found.deltas, heads[2][1])

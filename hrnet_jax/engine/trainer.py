@@ -94,6 +94,27 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class _Interruption:
+  """Ctrl-C as Python raises it (``KeyboardInterrupt``), but noted: an interruption that lands inside a library's C
+  code can surface as that library's own error (NumPy's "setting an array element with a sequence", seen while it
+  converted a device array), which the loop then still reports as the interruption."""
+
+  def __init__(self):
+    self.received = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.received = True
+    raise KeyboardInterrupt
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+
+
 class _Profiler:
   """A ``jax.profiler`` trace of ``count`` steps from step ``first`` + 1 (after the compilation and a warm-up step)
   into ``folder`` (TensorBoard's Profile tab, or xprof, read it there); nothing when ``count`` is 0."""
@@ -459,7 +480,7 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
     # process waits here first, on the coordination service (no device collective).
     ocp.multihost.sync_global_processes("hrnet_jax: the train step is compiled")
 
-  preemption = _Preemption()
+  preemption, interruption = _Preemption(), _Interruption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
   stopwatch = metric_writer.Stopwatch()
   profiler = _Profiler(os.fspath(checkpointer.workdir / "tensorboard"), start_step + 2, config.profile_steps)
@@ -534,11 +555,14 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
           batch = sharding.global_batch(next(inputs.train), mesh)
     if step == steps and eval_metrics.get("step") != steps:
       eval_metrics = run_eval(state)  # resumed at the last step, before its evaluation
-  except KeyboardInterrupt:
+  except BaseException as error:  # pylint: disable=broad-exception-caught  (re-raised unless it is a Ctrl-C)
+    if not (isinstance(error, KeyboardInterrupt) or interruption.received):
+      raise
     checkpointer.wait()  # a save already under way completes; nothing new is started
     raise KeyboardInterrupt(f"at step {step}; nothing saved since; the last checkpoint is {checkpointer.last_good()}; "
                             "rerun the same command to resume") from None
   finally:
     preemption.restore()
+    interruption.restore()
     profiler.close()
   return eval_metrics
