@@ -19,7 +19,7 @@ from helpers import initialisation_like, random_variables, run_module
 
 TINY = {"classification": "configs/demo.py", "pose": "configs/coco_pose.py:tiny",
         "segmentation": "configs/cityscapes.py:tiny", "landmarks": "configs/face_landmarks.py:tiny",
-        "detection": "configs/coco_detection.py:tiny"}
+        "detection": "configs/coco_detection.py:tiny", "faster_rcnn": "configs/coco_detection.py:faster_rcnn_w18,tiny"}
 
 
 def tiny(task_name):
@@ -38,7 +38,7 @@ def inputs(task_name, size, batch):
   if task_name in ("pose", "landmarks"):  # boxes around the middle of a 2x larger image
     return images, {"center": rng.uniform(50, 70, (batch, 2)).astype(np.float32),
                     "scale": rng.uniform(0.4, 0.6, (batch, 2)).astype(np.float32)}
-  if task_name == "detection":
+  if task_name in ("detection", "faster_rcnn"):
     return images, {"image_size": np.tile(np.asarray([size[0] - 10, size[1]], np.float32), (batch, 1))}
   return images, {}
 
@@ -51,8 +51,7 @@ def evaluation_outputs(task_name, task, model, variables, images, extra):
 
   @jax.jit
   def run(batch):
-    apply = lambda x: model.apply(variables, x, train=False)  # noqa: E731
-    outputs = task.predict(apply, batch)
+    outputs = task.predict(task.inference(model, variables, batch), batch)
     if task_name == "classification":
       return {"logits": outputs, "probabilities": jax.nn.softmax(outputs)}
     if task_name == "pose":
@@ -76,7 +75,7 @@ def test_an_export_loaded_with_jax_alone_equals_evaluation_at_two_batch_sizes(ta
   described = export.export(config, variables, str(tmp_path), [size])  # a symbolic batch size
   loaded = export.load(str(tmp_path))
   assert loaded.sidecar == described == json.loads((tmp_path / "export.json").read_text())
-  assert described["task"] == task_name and described["batch"] == "any"
+  assert described["task"] == config.task and described["batch"] == "any"
   images, extra = inputs(task_name, size, 3)
   expected = evaluation_outputs(task_name, task, task.create_model(), variables, images, extra)
   assert set(described["outputs"]) == set(expected)
@@ -86,7 +85,7 @@ def test_an_export_loaded_with_jax_alone_equals_evaluation_at_two_batch_sizes(ta
       # Boxes are in pixels (up to 128 here), the exponential of a regression times the stride: 1e-4 px.
       atol = 1e-4 if key == "boxes" else 1e-5
       np.testing.assert_allclose(got[key], np.asarray(value)[:count], atol=atol, rtol=1e-5, err_msg=key)
-  if task_name == "detection":
+  if config.task == "detection":
     assert got["valid"].any(), "no detection at all: the comparison would be empty"
   with pytest.raises(ValueError, match=r"takes \[batch, H, W, 3\] with H x W one of"):
     loaded(images[:, :-1], **extra)

@@ -55,10 +55,9 @@ class DetectionTask(Task):
     self.head = config.model.overrides.get("head", factory.model_defaults(self.name).head)
     if self.head not in HEADS:
       raise ValueError(f"detection trains head {' or '.join(HEADS)}, not {self.head!r} (model.overrides.head)")
-    if self.head in TWO_STAGE:
+    if self.head != "centernet":  # the module whose settings the losses and the test path read
       self.detector = self.create_model().head
     if self.head == "fcos":
-      self.detector = self.create_model().head
       self.strides = fcos.pyramid_strides(self.detector.fpn_levels, self.detector.fpn_stride)
       if len(config.fcos.regress_ranges) != len(self.strides):
         raise ValueError(f"fcos.regress_ranges has {len(config.fcos.regress_ranges)} ranges for "
