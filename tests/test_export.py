@@ -82,8 +82,9 @@ def test_an_export_loaded_with_jax_alone_equals_evaluation_at_two_batch_sizes(ta
   for count in (3, 1):
     got = loaded(images[:count], **{key: value[:count] for key, value in extra.items()})
     for key, value in expected.items():
-      # Boxes are in pixels (up to 128 here), the exponential of a regression times the stride: 1e-4 px.
-      atol = 1e-4 if key == "boxes" else 1e-5
+      # Boxes are in pixels (up to 128 here), the exponential of a regression times the stride: 1e-4 px; Faster
+      # R-CNN's pass through two such decodings (the proposal's, then the box head's): 1e-3 px (9e-4 seen).
+      atol = (1e-3 if task_name == "faster_rcnn" else 1e-4) if key == "boxes" else 1e-5
       np.testing.assert_allclose(got[key], np.asarray(value)[:count], atol=atol, rtol=1e-5, err_msg=key)
   if config.task == "detection":
     assert got["valid"].any(), "no detection at all: the comparison would be empty"
