@@ -55,7 +55,7 @@ def keypoints_in_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths
 
   @jax.jit
   def run(variables, batch):
-    outputs = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    outputs = task.predict(task.inference(model, variables, batch), batch)
     return task.eval_examples(outputs, batch)
 
   points, scores = task.instances({key: np.asarray(value) for key, value in run(variables, batch).items()})

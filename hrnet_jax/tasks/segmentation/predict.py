@@ -41,7 +41,7 @@ def label_maps(config: ml_collections.ConfigDict, checkpoint: str, paths: list[s
 
   @functools.partial(jax.jit, static_argnums=2)
   def label_map(variables, batch, size):
-    scores = task.predict(lambda images: model.apply(variables, images, train=False), batch)
+    scores = task.predict(task.inference(model, variables, batch), batch)
     return jnp.argmax(task.label_scores(scores, batch, size), -1).astype(jnp.uint8)[0]
 
   results, errors = [], {}
