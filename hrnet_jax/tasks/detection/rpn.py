@@ -59,10 +59,9 @@ class RPNHead(nn.Module):
 
 
 class RPNTargets(NamedTuple):
-  """The sampled anchors of one image: their indices [S], objectness targets [S], delta targets [S, 4], and which
-  slots are positive / sampled at all [S]."""
+  """The sampled anchors of one image: their indices [S], delta targets [S, 4], and which slots are positive (the
+  objectness target) / sampled at all [S]."""
   indices: jax.Array
-  objectness: jax.Array
   deltas: jax.Array
   positive: jax.Array
   valid: jax.Array
@@ -77,8 +76,7 @@ def rpn_targets(key: jax.Array, anchors: np.ndarray, anchor_valid: jax.Array, gt
   sample = sampling.random_sample(key, assigned, num_samples, pos_fraction)
   matched = gt_boxes[jnp.maximum(assigned[sample.indices] - 1, 0)]
   deltas = ops.encode_deltas(matched, anchors[sample.indices])
-  return RPNTargets(sample.indices, sample.positive.astype(jnp.float32),
-                    jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid)
+  return RPNTargets(sample.indices, jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid)
 
 
 def smooth_l1(difference: jax.Array, beta: float) -> jax.Array:
@@ -95,7 +93,8 @@ def rpn_loss(outputs: RPNOutputs, targets: RPNTargets, box_beta: float = 0.0) ->
   logits = jnp.take_along_axis(outputs.logits, targets.indices, 1)
   deltas = jnp.take_along_axis(outputs.deltas, targets.indices[..., None], 1)
   count = jnp.maximum(targets.valid.sum(), 1)
-  objectness = jnp.where(targets.valid, optax.sigmoid_binary_cross_entropy(logits, targets.objectness), 0.0)
+  cross_entropy = optax.sigmoid_binary_cross_entropy(logits, targets.positive.astype(jnp.float32))
+  objectness = jnp.where(targets.valid, cross_entropy, 0.0)
   box = jnp.where(targets.positive[..., None], smooth_l1(deltas - targets.deltas, box_beta), 0.0)
   return {"loss_rpn_cls": objectness.sum() / count, "loss_rpn_bbox": box.sum() / count}
 

@@ -29,6 +29,7 @@ from hrnet_jax import ops
 from hrnet_jax.model.heads import HRFPNHead
 from hrnet_jax.ops import anchors as anchor_ops
 from hrnet_jax.tasks.detection import roi_head, rpn
+from hrnet_jax.tasks.detection.fcos import pyramid_strides
 
 ROI_LEVELS = 4  # SingleRoIExtractor's featmap_strides (4, 8, 16, 32)
 ROI_SIZE = 7
@@ -92,7 +93,7 @@ class TwoStageDetector(nn.Module):
   param_dtype: Any = jnp.float32
 
   def strides(self) -> tuple[int, ...]:
-    return tuple(4 * self.fpn_stride * 2**k for k in range(self.fpn_levels))
+    return pyramid_strides(self.fpn_levels, self.fpn_stride)
 
   def _box_heads(self) -> list[roi_head.BoxHead]:
     names = ["bbox_head"] if len(self.stage_ious) == 1 else [f"bbox_head_{i}" for i in range(len(self.stage_ious))]
