@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import threading
+import traceback
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from absl import app, flags, logging
@@ -158,11 +159,19 @@ def _report(error: BaseException, message: str) -> NoReturn:
   fail(message)
 
 
+def _full_text(record) -> str:
+  """A log record's message with its exception's traceback, where the library that raised it shows."""
+  text = record.getMessage()
+  if record.exc_info and record.exc_info[0] is not None:
+    text += "".join(traceback.format_exception(*record.exc_info))
+  return text
+
+
 def _quiet_libraries(record) -> bool:
   """Keeps Orbax's own log (per-save chatter, warnings about its metadata files, the tracebacks of a failed save or
   read, which the programs report in one line) and JAX's probe for a TPU out of the log."""
-  if "/orbax/" in record.pathname or (record.name.startswith("asyncio") and "orbax" in record.getMessage()):
-    return False  # asyncio: the tasks of a failed Orbax save, "exception was never retrieved"
+  if "/orbax/" in record.pathname or (record.name.startswith("asyncio") and "orbax" in _full_text(record)):
+    return False  # asyncio: the tasks of a failed Orbax save or read, "exception was never retrieved"
   return record.levelno >= python_logging.WARNING or "Unable to initialize backend" not in record.getMessage()
 
 

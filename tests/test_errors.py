@@ -140,3 +140,21 @@ def test_verbose_shows_the_traceback(inputs):
                            f"--workdir={inputs['root']}/run", "--config.total_steps=-1", "--verbose"],
                           env=cli_env(1), cwd=REPO, capture_output=True, text=True, timeout=120)
   assert result.returncode != 0 and "Traceback" in result.stderr and "total_steps=-1" in result.stderr
+
+
+def test_a_failed_orbax_read_reported_by_asyncio_stays_out_of_the_log():
+  """A failed checkpoint read leaves asyncio futures whose "exception was never retrieved" record names Orbax only
+  in its traceback: the programs report the failure in one line, so the record is dropped; asyncio's others stay."""
+  import logging  # pylint: disable=import-outside-toplevel
+  from hrnet_jax import cli  # pylint: disable=import-outside-toplevel
+  namespace = {}
+  exec(compile("def read():\n  raise Exception('Encountered error while reading array index: 0')\n",  # noqa: S102
+               "/site-packages/orbax/checkpoint/_src/serialization/serialization.py", "exec"), namespace)
+  try:
+    namespace["read"]()
+  except Exception:  # pylint: disable=broad-except
+    failure = sys.exc_info()
+  record = lambda message, exc_info: logging.LogRecord(  # noqa: E731
+      "asyncio", logging.ERROR, "/usr/lib/python3.11/asyncio/base_events.py", 1, message, None, exc_info)
+  assert not cli._quiet_libraries(record("Future exception was never retrieved", failure))
+  assert cli._quiet_libraries(record("Task exception was never retrieved", None))
