@@ -166,19 +166,31 @@ def main_lip() -> Sweep:
                      "eval/miou", 1.0, "mIoU")
 
 
-def main_detection() -> Sweep:
-  """The detectors' rows: MMDetection's COCO val2017 numbers the config file cites (CenterNet: the paper's
-  test-dev number, as the paper gives no val one)."""
+def _detection_rows(papers: str) -> tuple[Row, ...]:
+  """A row per (variant, schedule, multi-scale) of ``configs/coco_detection.py``'s ``papers`` numbers."""
   from hrnet_jax.engine import config_lib  # pylint: disable=import-outside-toplevel
-  numbers = config_lib.config_module(os.path.join(REPO, "configs", "coco_detection.py")).PAPER_AP
+  numbers = getattr(config_lib.config_module(os.path.join(REPO, "configs", "coco_detection.py")), papers)
   rows = []
   for (variant, schedule, multiscale), paper in numbers.items():
     arg = variant + (f",schedule={schedule}" if schedule else "") + (",multiscale=true" if multiscale else "")
     name = "_".join(part for part in (variant, schedule, "ms" if multiscale else "") if part)
     rows.append(Row(name, name, f"configs/coco_detection.py:{arg}", paper, series=variant.rsplit("_", 1)[0],
                     x=variant.rsplit("_", 1)[1]))
-  return Sweep("main_detection", "COCO val2017 box AP, single scale (Tables 11 and 13: FCOS, Faster and Cascade "
-               "R-CNN as MMDetection's models; CenterNet test-dev)", "eval/bbox_AP", 100.0, "AP", tuple(rows))
+  return tuple(rows)
+
+
+def main_detection() -> Sweep:
+  """The detectors' rows: MMDetection's COCO val2017 numbers the config file cites (CenterNet: the paper's
+  test-dev number, as the paper gives no val one)."""
+  return Sweep("main_detection", "COCO val2017 box AP, single scale (Tables 11 and 13: FCOS, Faster / Mask / "
+               "Cascade (Mask) R-CNN as MMDetection's models; CenterNet test-dev)", "eval/bbox_AP", 100.0, "AP",
+               _detection_rows("PAPER_AP"))
+
+
+def main_instance_segmentation() -> Sweep:
+  """Mask R-CNN and Cascade Mask R-CNN's mask AP: MMDetection's COCO val2017 numbers the config file cites."""
+  return Sweep("main_instance_segmentation", "COCO val2017 mask AP, single scale (Mask R-CNN and Cascade Mask "
+               "R-CNN as MMDetection's models)", "eval/segm_AP", 100.0, "AP", _detection_rows("PAPER_MASK_AP"))
 
 
 # CPU proxies of Table 12 and Fig. 10: hrnet_tiny on the synthetic shapes' masks, a few hundred steps each. They
@@ -205,8 +217,8 @@ def fig10_proxy(steps: int = 300) -> Sweep:
 SWEEPS: dict[str, Callable[[], Sweep]] = {
     sweep.__name__: sweep for sweep in (
         table12_pose, table12_segmentation, fig9_pose_resolution, fig10_cityscapes, fig10_pascal_context,
-        fig10_pose, fig10_detection, main_imagenet, main_coco, main_cityscapes, main_pascal_context, main_lip, main_detection,
-        table12_proxy, fig10_proxy)}
+        fig10_pose, fig10_detection, main_imagenet, main_coco, main_cityscapes, main_pascal_context, main_lip,
+        main_detection, main_instance_segmentation, table12_proxy, fig10_proxy)}
 
 
 def get(name: str) -> Sweep:

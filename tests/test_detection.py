@@ -46,10 +46,7 @@ def add_per_image(evaluator, entries, masks=None):
     boxes = np.concatenate([xywh_to_xyxy([e["bbox"] for e in mine]), np.zeros((pad, 4))])
     scores = np.array([e["score"] for e in mine] + [0.0] * pad)
     valid = np.arange(10) < len(mine)
-    image_masks = None
-    if masks is not None:
-      image_masks = [np.concatenate([np.stack([masks[e["id"]] for e in mine]),
-                                     np.zeros((pad,) + masks[mine[0]["id"]].shape, np.uint8)])]
+    image_masks = None if masks is None else [np.stack([masks[e["id"]] for e in mine])]
     evaluator.add(np.array([image_id]), boxes[None], scores[None], np.zeros((1, 10), int), valid[None],
                   image_masks)
 
@@ -410,7 +407,7 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
     for k in np.flatnonzero(keep):
       masks[k] = mask_utils.decode({"size": [image["height"], image["width"]], "counts": example["rles"][k]})
     evaluator.add(np.array([example["image_id"]]), example["boxes"][None], np.ones((1, len(keep))),
-                  example["labels"][None], keep[None], masks[None])
+                  example["labels"][None], keep[None], [masks[keep]])
   stats = evaluator.evaluate(coco_api.coco_index(usable), ("bbox", "segm"))
   assert stats["bbox/AP"] == pytest.approx(1.0) and stats["segm/AP"] == pytest.approx(1.0)
 
@@ -477,9 +474,28 @@ def test_the_detection_recipe_resizes_flips_and_pads_as_mmdetection():
   out = evaluate(example)
   assert out["image_size"].numpy().tolist() == [120, 160] and out["scale"].numpy().tolist() == [2.0, 2.0]
   assert out["gt_present"].numpy().tolist() == [True, True, False]
+  assert out["original_size"].numpy().tolist() == [60, 80]
   with pytest.raises(tf.errors.InvalidArgumentError, match="does not fit data.canvas"):
     recipes.detection(tasks.recipes()["detection"].data_config(image_scale=(320, 240), canvas=(128, 192),
                                                                max_objects=3))[1](example)
+
+  # Mask R-CNN's masks: object 0 covers the left half of its box, so a flip shows; each over its own box, 8 x 8.
+  left_half = np.zeros((60, 80), np.uint8)
+  left_half[10:20, 10:20] = 1
+  rles = np.array([mask_utils.encode(np.asfortranarray(mask))["counts"]
+                   for mask in (left_half, np.ones((60, 80), np.uint8))] + [b""], object)
+  masked, _ = recipes.detection(tasks.recipes()["detection"].data_config(
+      image_scale=(160, 120), canvas=(128, 192), max_objects=3, masks=True, mask_size=8))
+  halves = np.repeat([[1] * 4 + [0] * 4], 8, 0)
+  flips = set()
+  for seed in range(8):
+    out = masked({**example, "rles": rles}, tf.constant([seed, 0]))
+    masks, flipped = out["gt_masks"].numpy(), out["boxes"].numpy()[0, 0] == 100
+    assert masks.dtype == np.uint8 and masks.shape == (3, 8, 8)
+    np.testing.assert_array_equal(masks[0], halves[:, ::-1] if flipped else halves)
+    assert masks[1].all() and not masks[2].any()  # the crowd region fills its box; the padding is empty
+    flips.add(bool(flipped))
+  assert flips == {True, False}
 
 
 # 200 steps of 8 images at twice the tiny config's rate (~1.5 min on 2 cores): box AP50 0 at step 0, 0.109 at step

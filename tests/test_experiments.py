@@ -165,6 +165,12 @@ def test_the_detection_rows_are_the_configs_the_paper_numbers_belong_to():
     assert (config.model.overrides.head, config.model.name) == (head, f"hrnet_{width}"), name
     assert (config.num_epochs, tuple(config.schedule.milestones)) == (epochs, milestones), name
   assert sweeps.row_config(rows["fcos_w32_2x_ms"]).data.short_sides == (640, 800)
+  masks = {row.name: row for row in sweeps.get("main_instance_segmentation").rows}
+  assert masks["mask_rcnn_w32_2x"].paper == 37.8 and masks["cascade_mask_rcnn_w40_20e"].paper == 39.3
+  assert rows["mask_rcnn_w32_2x"].paper == 42.5  # its box AP
+  config = sweeps.row_config(masks["cascade_mask_rcnn_w18_20e"])
+  assert config.model.overrides.head == "cascade_mask_rcnn" and config.data.masks and config.num_epochs == 20
+  assert sweeps.get("main_instance_segmentation").metric == "eval/segm_AP"
 
 
 def test_fig10_detection_builds_each_pyramid_from_its_representation():

@@ -19,7 +19,8 @@ from helpers import initialisation_like, random_variables, run_module
 
 TINY = {"classification": "configs/demo.py", "pose": "configs/coco_pose.py:tiny",
         "segmentation": "configs/cityscapes.py:tiny", "landmarks": "configs/face_landmarks.py:tiny",
-        "detection": "configs/coco_detection.py:tiny", "faster_rcnn": "configs/coco_detection.py:faster_rcnn_w18,tiny"}
+        "detection": "configs/coco_detection.py:tiny",
+        "mask_rcnn": "configs/coco_detection.py:mask_rcnn_w18,tiny"}  # Faster R-CNN's network and more
 
 
 def tiny(task_name):
@@ -38,7 +39,7 @@ def inputs(task_name, size, batch):
   if task_name in ("pose", "landmarks"):  # boxes around the middle of a 2x larger image
     return images, {"center": rng.uniform(50, 70, (batch, 2)).astype(np.float32),
                     "scale": rng.uniform(0.4, 0.6, (batch, 2)).astype(np.float32)}
-  if task_name in ("detection", "faster_rcnn"):
+  if task_name in ("detection", "mask_rcnn"):
     return images, {"image_size": np.tile(np.asarray([size[0] - 10, size[1]], np.float32), (batch, 1))}
   return images, {}
 
@@ -65,7 +66,8 @@ def evaluation_outputs(task_name, task, model, variables, images, extra):
                                                          "box_size": jnp.ones(count)})["landmarks"]}
     if task_name == "segmentation":
       return {"scores": outputs, "labels": jnp.argmax(outputs, -1)}
-    return task.detections(outputs, batch)._asdict()
+    found = task.detections(outputs, batch)._asdict()
+    return {**found, "masks": outputs.masks} if task_name == "mask_rcnn" else found
   return run({**batch, "image_size": batch.get("image_size", jnp.tile(jnp.asarray(images.shape[1:3]), (count, 1)))})
 
 
@@ -82,9 +84,10 @@ def test_an_export_loaded_with_jax_alone_equals_evaluation_at_two_batch_sizes(ta
   for count in (3, 1):
     got = loaded(images[:count], **{key: value[:count] for key, value in extra.items()})
     for key, value in expected.items():
-      # Boxes are in pixels (up to 128 here), the exponential of a regression times the stride: 1e-4 px; Faster
-      # R-CNN's pass through two such decodings (the proposal's, then the box head's): 1e-3 px (9e-4 seen).
-      atol = (1e-3 if task_name == "faster_rcnn" else 1e-4) if key == "boxes" else 1e-5
+      # Boxes are in pixels (up to 128 here), the exponential of a regression times the stride: 1e-4 px; Mask
+      # (Faster) R-CNN's pass through two such decodings (the proposal's, then the box head's): 1e-3 px (9e-4 seen),
+      # and its masks are pooled at those boxes.
+      atol = {"boxes": 1e-3 if task_name == "mask_rcnn" else 1e-4, "masks": 1e-4}.get(key, 1e-5)
       np.testing.assert_allclose(got[key], np.asarray(value)[:count], atol=atol, rtol=1e-5, err_msg=key)
   if config.task == "detection":
     assert got["valid"].any(), "no detection at all: the comparison would be empty"

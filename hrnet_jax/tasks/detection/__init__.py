@@ -1,8 +1,10 @@
-"""Object detection on HRNetV2p (issue #19): FCOS and CenterNet, COCO box AP through pycocotools.
+"""Object detection on HRNetV2p (issues #19, #20): FCOS, CenterNet, Faster / Mask / Cascade (Mask) R-CNN; COCO box
+and mask AP through pycocotools.
 
 The network is the backbone with a detector head: ``fcos`` (the V2p pyramid of MMDetection's HRFPN + the FCOS head),
-``faster_rcnn`` / ``cascade_rcnn`` (the pyramid + RPN + R-CNN box heads, issue #20) or ``centernet`` (heads on the V2 representation at
-stride 4). ``head="v2p"`` gives the bare pyramid.
+``faster_rcnn`` / ``cascade_rcnn`` (the pyramid + RPN + R-CNN box heads), ``mask_rcnn`` / ``cascade_mask_rcnn``
+(with mask heads) or ``centernet`` (heads on the V2 representation at stride 4). ``head="v2p"`` gives the bare
+pyramid.
 """
 
 from hrnet_jax.model.factory import HeadSpec, ModelDefaults
@@ -14,8 +16,11 @@ def _keys(data):
   train = {"image": BatchKey("float32", (*canvas, 3)), "boxes": BatchKey("float32", (count, 4)),
            "labels": BatchKey("int32", (count,)), "box_valid": BatchKey("bool", (count,)),
            "image_size": BatchKey("int32", (2,))}
+  if data.masks:
+    train["gt_masks"] = BatchKey("uint8", (count, data.mask_size, data.mask_size))
   evaluation = {"image": train["image"], "image_id": BatchKey("int64"), "scale": BatchKey("float32", (2,)),
-                "image_size": train["image_size"], "gt_boxes": BatchKey("float32", (count, 4)),
+                "image_size": train["image_size"], "original_size": train["image_size"],
+                "gt_boxes": BatchKey("float32", (count, 4)),
                 "gt_labels": BatchKey("int32", (count,)), "gt_crowd": BatchKey("bool", (count,)),
                 "gt_areas": BatchKey("float32", (count,)), "gt_ids": BatchKey("int64", (count,)),
                 "gt_present": BatchKey("bool", (count,))}
@@ -31,12 +36,15 @@ DETECTION = Recipe(
               "canvas": (128, 128),  # every image is padded into this (h, w)
               "max_objects": 8,  # the dataset's padded object count
               "flip": True,
-              "bgr": False})  # channel order BGR (MMDetection's HRNet FCOS configs), else RGB
+              "bgr": False,  # channel order BGR (MMDetection's HRNet FCOS configs), else RGB
+              "masks": False,  # each object's mask in training (Mask R-CNN), sampled over its box to
+              "mask_size": 112})  # mask_size x mask_size
 
 FPN_OPTIONS = ("fpn_channels", "fpn_levels", "fpn_stride", "fpn_pooling", "fpn_representation")
 # What the two-stage detectors' configs may change (the rest is each detector's class: two_stage.py).
 TWO_STAGE_OPTIONS = {"rpn_channels": 256, "roi_fc": 1024, "anchor_scales": (8.0,), "proposal_count": 1000,
                      "roi_samples": 512}
+MASK_OPTIONS = {"mask_channels": 256}
 
 TASK = TaskSpec(
     name="detection",
@@ -50,6 +58,11 @@ TASK = TaskSpec(
                                       shared=FPN_OPTIONS)
                        for name, module, train_proposals in (("faster_rcnn", "FasterRCNN", 1000),
                                                              ("cascade_rcnn", "CascadeRCNN", 2000))},
+                    **{name: HeadSpec(f"hrnet_jax.tasks.detection.two_stage:{module}",
+                                      {**TWO_STAGE_OPTIONS, **MASK_OPTIONS, "train_proposal_count": train_proposals},
+                                      shared=FPN_OPTIONS)
+                       for name, module, train_proposals in (("mask_rcnn", "MaskRCNN", 1000),
+                                                             ("cascade_mask_rcnn", "CascadeMaskRCNN", 2000))},
                     "centernet": HeadSpec("hrnet_jax.tasks.detection.centernet:CenterNetHead",
                                           {"centernet_channels": 64})}),
     task="hrnet_jax.tasks.detection.task:DetectionTask",

@@ -45,10 +45,10 @@ class DetectionEvaluator:
     self.image_ids: set[int] = set()  # every image evaluated, with detections or not
 
   def add(self, image_ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-          valid: np.ndarray, masks: np.ndarray | None = None) -> None:
+          valid: np.ndarray, masks: Sequence[np.ndarray] | None = None) -> None:
     """One batch: ``image_ids`` [B]; ``boxes`` [B, K, 4] (xyxy, original pixels), ``scores``, ``labels`` and
-    ``valid`` [B, K] (the padded detector outputs); ``masks`` [B, K, H, W] binary, in the original image size
-    (which may differ per image: then a list of [K, H_i, W_i])."""
+    ``valid`` [B, K] (the padded detector outputs); ``masks`` per image the binary masks of its valid detections
+    only, in order ([V_i, H_i, W_i], the original image size)."""
     for b, image_id in enumerate(np.asarray(image_ids)):
       self.image_ids.add(int(image_id))
       keep = np.flatnonzero(np.asarray(valid[b]))
@@ -57,7 +57,7 @@ class DetectionEvaluator:
                   "bbox": [float(v) for v in box], "score": float(scores[b][k])}
                  for k, box in zip(keep, xywh)]
       if masks is not None and len(keep):
-        for entry, rle in zip(entries, encode_masks(np.asarray(masks[b])[keep])):
+        for entry, rle in zip(entries, encode_masks(np.asarray(masks[b]))):
           entry["segmentation"] = rle
       self.results += entries
 

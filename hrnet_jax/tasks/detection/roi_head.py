@@ -28,6 +28,7 @@ from hrnet_jax.tasks.detection.fcos import Detections
 from hrnet_jax.tasks.detection.rpn import smooth_l1
 
 BOX_STDS = (0.1, 0.1, 0.2, 0.2)
+POSITIVE_FRACTION = 0.25  # of the sampled RoIs at most
 
 
 def delta_weights(stds: Sequence[float]) -> tuple[float, ...]:
@@ -58,10 +59,12 @@ class BoxHead(nn.Module):
 
 class RoITargets(NamedTuple):
   """One image's sampled RoIs [S, 4] with their class targets [S] (``num_classes``: background), delta targets
-  [S, 4], and which slots are positive / sampled at all / a ground-truth box joined to the proposals [S]."""
+  [S, 4], the ground truth each positive is matched to [S] (0 for the others), and which slots are positive /
+  sampled at all / a ground-truth box joined to the proposals [S]. The positives come first."""
   rois: jax.Array
   labels: jax.Array
   deltas: jax.Array
+  matched: jax.Array
   positive: jax.Array
   valid: jax.Array
   from_gt: jax.Array
@@ -69,7 +72,7 @@ class RoITargets(NamedTuple):
 
 def roi_targets(key: jax.Array, proposals: jax.Array, proposal_valid: jax.Array, gt_boxes: jax.Array,
                 gt_labels: jax.Array, gt_valid: jax.Array, num_classes: int, iou_threshold: float = 0.5,
-                num_samples: int = 512, pos_fraction: float = 0.25,
+                num_samples: int = 512, pos_fraction: float = POSITIVE_FRACTION,
                 stds: Sequence[float] = BOX_STDS) -> RoITargets:
   """Assignment and sampling of one image's ``proposals`` [P, 4] with its ground truth joined to them."""
   candidates = jnp.concatenate([gt_boxes, proposals])
@@ -83,7 +86,7 @@ def roi_targets(key: jax.Array, proposals: jax.Array, proposal_valid: jax.Array,
   matched = jnp.maximum(assigned[sample.indices] - 1, 0)
   deltas = ops.encode_deltas(gt_boxes[matched], rois, delta_weights(stds))
   return RoITargets(rois, jnp.where(sample.positive, gt_labels[matched], num_classes).astype(jnp.int32),
-                    jnp.where(sample.positive[:, None], deltas, 0.0), sample.positive, sample.valid,
+                    jnp.where(sample.positive[:, None], deltas, 0.0), matched, sample.positive, sample.valid,
                     sample.valid & (sample.indices < count))
 
 

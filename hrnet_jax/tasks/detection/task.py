@@ -1,5 +1,6 @@
-"""Object detection: FCOS, CenterNet, Faster or Cascade R-CNN losses on the padded ground truth, detections inside the
-jitted eval step, COCO box AP through pycocotools (``coco_eval``)."""
+"""Object detection: FCOS, CenterNet, Faster / Mask / Cascade (Mask) R-CNN losses on the padded ground truth,
+detections (and 28 x 28 mask probabilities) inside the jitted eval step, COCO box and mask AP through pycocotools
+(``coco_eval``; masks pasted into the original image and RLE-encoded on the host, batch by batch)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from PIL import Image
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
-from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, roi_head, rpn
+from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, masks, roi_head, rpn
+from hrnet_jax.tasks.detection.two_stage import MaskDetections
 from hrnet_jax.tasks.spec import Serving
 
-TWO_STAGE = ("faster_rcnn", "cascade_rcnn")
+MASK_HEADS = ("mask_rcnn", "cascade_mask_rcnn")
+TWO_STAGE = ("faster_rcnn", "cascade_rcnn", *MASK_HEADS)
 HEADS = ("fcos", "centernet", *TWO_STAGE)
 
 
@@ -35,8 +38,13 @@ class DetectionCollector:
     self.ground_truth = ArrayCollector() if keep_ground_truth else None
 
   def add(self, examples: dict[str, np.ndarray]) -> None:
+    pasted = None
+    if "masks" in examples:  # each valid detection's mask into its original image
+      pasted = [masks.paste_masks(probabilities[valid], boxes[valid], *size)
+                for probabilities, boxes, valid, size in zip(examples["masks"], examples["boxes"],
+                                                             examples["valid"], examples["original_size"])]
     self.evaluator.add(examples["image_id"], examples["boxes"], examples["scores"], examples["labels"],
-                       examples["valid"])
+                       examples["valid"], pasted)
     if self.ground_truth is not None:
       self.ground_truth.add({key: examples[key] for key in GROUND_TRUTH_KEYS})
 
@@ -55,6 +63,9 @@ class DetectionTask(Task):
     self.head = config.model.overrides.get("head", factory.model_defaults(self.name).head)
     if self.head not in HEADS:
       raise ValueError(f"detection trains head {' or '.join(HEADS)}, not {self.head!r} (model.overrides.head)")
+    if (self.head in MASK_HEADS) != bool(config.data.masks):
+      raise ValueError(f"head {self.head!r} {'needs' if self.head in MASK_HEADS else 'does not read'} the objects' "
+                       f"masks: set data.masks={self.head in MASK_HEADS}")
     if self.head != "centernet":  # the module whose settings the losses and the test path read
       self.detector = self.create_model().head
     if self.head == "fcos":
@@ -104,14 +115,20 @@ class DetectionTask(Task):
     """[B, G]: the real, non-crowd boxes of decodable images."""
     return batch["box_valid"] & (batch["mask"][:, None] > 0)
 
-  def model_inputs(self, batch: Batch, train: bool) -> dict[str, jax.Array]:
+  def model_inputs(self, batch: Batch, train: bool) -> dict[str, Any]:
     """A two-stage detector reads each image's size (its proposals are clipped to it), and in training the ground
-    truth from which it samples the boxes its heads learn."""
+    truth from which it samples the boxes its heads learn (Mask R-CNN: and their masks; at test the settings of
+    the detections it masks)."""
     if self.head not in TWO_STAGE:
       return {}
     inputs = {"image_size": batch["image_size"]}
     if train:
       inputs.update(gt_boxes=batch["boxes"], gt_labels=batch["labels"], gt_valid=self._boxes_to_learn(batch))
+      if self.head in MASK_HEADS:
+        inputs["gt_masks"] = batch["gt_masks"]
+    elif self.head in MASK_HEADS:
+      test = self.config.detection_test
+      inputs["test_options"] = (test.score_threshold, test.iou_threshold, test.max_detections)
     return inputs
 
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -143,12 +160,19 @@ class DetectionTask(Task):
     for stage, (found, weight) in enumerate(zip(outputs.stages, detector.stage_loss_weights)):
       prefix = f"s{stage}." if len(outputs.stages) > 1 else ""
       stage_losses = roi_head.roi_loss(found.logits, found.deltas, only(found.targets), detector.roi_box_beta)
+      if found.mask_logits is not None:
+        count = found.mask_logits.shape[1]
+        stage_losses["loss_mask"] = masks.mask_loss(found.mask_logits, found.mask_targets,
+                                                    found.targets.labels[:, :count],
+                                                    (found.targets.positive & learn)[:, :count])
       losses.update({prefix + name: weight * value for name, value in stage_losses.items()})
     return sum(losses.values()), losses
 
   def detections(self, outputs: Any, batch: Batch) -> fcos.Detections:
     """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
     test = self.config.detection_test
+    if isinstance(outputs, MaskDetections):  # made inside the network, to be masked there
+      return outputs.detections
     if self.head in TWO_STAGE:
       stds = self.detector.stage_stds[-1]
       return jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
@@ -162,16 +186,22 @@ class DetectionTask(Task):
     return jax.vmap(lambda out: centernet.centernet_detections(out, test.max_detections))(outputs)
 
   def serving(self) -> Serving:
-    """Boxes after NMS, as in evaluation, in the pixels of the (resized, padded) input image."""
+    """Boxes after NMS, as in evaluation, in the pixels of the (resized, padded) input image (Mask R-CNN: and each
+    box's 28 x 28 mask probabilities, to paste by its box)."""
     def run(apply, image, image_size):
       batch = {"image": image, "image_size": image_size.astype(jnp.int32)}
       inputs = self.model_inputs(batch, train=False)
-      return self.detections(self.predict(lambda images: apply(images, **inputs), batch), batch)._asdict()
+      outputs = self.predict(lambda images: apply(images, **inputs), batch)
+      found = self.detections(outputs, batch)._asdict()
+      return {**found, "masks": outputs.masks} if isinstance(outputs, MaskDetections) else found
     limit = self.config.detection_test.max_detections
+    masks_output = ({"masks": f"[{limit}, {masks.MASK_SIZE}, {masks.MASK_SIZE}] mask probabilities of the "
+                              "detection's class over its box"} if self.head in MASK_HEADS else {})
     return Serving(run, names=self.class_set.names,
                    inputs={"image_size": ((2,), "(height, width) of the image inside the padded input")},
                    outputs={"boxes": f"[{limit}, 4] x1, y1, x2, y2 in input pixels", "scores": f"[{limit}]",
-                            "labels": f"[{limit}] int32 class index", "valid": f"[{limit}] bool: a detection"})
+                            "labels": f"[{limit}] int32 class index", "valid": f"[{limit}] bool: a detection",
+                            **masks_output})
 
   def eval_sums(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     del outputs
@@ -180,8 +210,9 @@ class DetectionTask(Task):
   def eval_examples(self, outputs: Any, batch: Batch) -> dict[str, jax.Array]:
     found = self.detections(outputs, batch)
     scale = jnp.tile(batch["scale"], 2)[:, None]  # to the original image's pixels
+    masked = {"masks": outputs.masks, "original_size": batch["original_size"]} if self.head in MASK_HEADS else {}
     return {"image_id": batch["image_id"], "boxes": found.boxes / scale, "scores": found.scores,
-            "labels": found.labels, "valid": found.valid,
+            "labels": found.labels, "valid": found.valid, **masked,
             **{key: batch[key] for key in GROUND_TRUTH_KEYS[1:]}}
 
   def example_collector(self) -> "DetectionCollector":
@@ -192,9 +223,16 @@ class DetectionTask(Task):
       truth = coco_api.read(self.config.data.annotation_file, "data.annotation_file")
     else:
       truth = coco_eval.ground_truth(collected["ground_truth"], self.class_set.names, self.class_set.category_ids)
-    stats = collected["evaluator"].evaluate(truth)
+    iou_types = ("bbox",)
+    if self.head in MASK_HEADS:
+      if self.config.data.annotation_file:
+        iou_types += ("segm",)
+      else:
+        logging.warning("mask AP needs the objects' masks from data.annotation_file; box AP only")
+    stats = collected["evaluator"].evaluate(truth, iou_types)
     long, short = self.config.data.image_scale
-    logging.info("box AP %.4f (single scale, test size %s)", stats["bbox/AP"], (long, short))
+    logging.info("box AP %.4f%s (single scale, test size %s)", stats["bbox/AP"],
+                 f", mask AP {stats['segm/AP']:.4f}" if "segm/AP" in stats else "", (long, short))
     # The protocol, stored beside the numbers it produced: one scale, no flip, the test size (long, short).
     return {**{key.replace("/", "_"): value for key, value in stats.items()}, "count": float(sums["count"]),
             "num_scales": 1.0, "flip_test": 0.0, "test_long_side": float(long), "test_short_side": float(short)}
@@ -221,4 +259,7 @@ class DetectionTask(Task):
             "boxes": np.concatenate([corner, corner + extent], -1).astype(np.float32),
             "labels": rng.integers(0, self.output_count(), (batch, count), dtype=np.int32),
             "box_valid": np.arange(count)[None].repeat(batch, 0) < rng.integers(1, count + 1, (batch, 1)),
-            "image_size": np.tile(np.asarray(size, np.int32), (batch, 1))}
+            "image_size": np.tile(np.asarray(size, np.int32), (batch, 1)),
+            **({"gt_masks": (rng.uniform(size=(batch, count, self.config.data.mask_size,
+                                               self.config.data.mask_size)) < 0.5).astype(np.uint8)}
+               if self.config.data.masks else {})}

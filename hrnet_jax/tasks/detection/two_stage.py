@@ -1,7 +1,8 @@
-"""Faster R-CNN and Cascade R-CNN on HRNetV2p (issue #20), as MMDetection v2's ``faster_rcnn_hrnetv2p`` and
-``cascade_rcnn_hrnetv2p`` configs: the backbone's branches -> the V2p pyramid (HRFPN, stride 1: strides 4 ... 64,
-256 channels) -> the RPN (``rpn``) -> proposals in the graph -> RoIAlign 7x7 on the pyramid's first four levels
-(aligned, sampling ratio 2) -> the box head (``roi_head``), once (Faster) or in three stages (Cascade).
+"""Faster / Mask R-CNN and Cascade (Mask) R-CNN on HRNetV2p (issue #20), as MMDetection v2's
+``{faster,mask,cascade,cascade_mask}_rcnn_hrnetv2p`` configs: the backbone's branches -> the V2p pyramid (HRFPN,
+stride 1: strides 4 ... 64, 256 channels) -> the RPN (``rpn``) -> proposals in the graph -> RoIAlign 7x7 on the
+pyramid's first four levels (aligned, sampling ratio 2) -> the box head (``roi_head``), once (Faster) or in three
+stages (Cascade).
 
 Training needs the ground truth inside the network, to sample the RoIs the box heads see: the task hands it over as
 ``gt_boxes``, ``gt_labels``, ``gt_valid`` (``DetectionTask.model_inputs``) with each image's ``image_size``. The
@@ -13,6 +14,13 @@ Cascade R-CNN (Cai and Vasconcelos, CVPR 2018; MMDetection's ``CascadeRoIHead``)
 deltas (those that were ground truth dropped), are the next stage's proposals. Losses are weighted 1, 0.5, 0.25. At
 test each stage moves the RoIs by the deltas of its best class; the logits are averaged over the stages and the last
 stage's deltas give the boxes.
+
+Mask R-CNN (He et al., ICCV 2017; MMDetection's ``FCNMaskHead``, ``masks``): with ``with_mask`` each stage also has
+a mask head on RoIAlign 14x14 features. In training it sees the stage's sampled slots that can be positive (the
+first quarter: the sampler puts positives first), learning each positive's mask (``gt_masks``, box-aligned) of its
+class. At test the detections are made inside the network (``test_options``: score threshold, NMS IoU, count) and
+each gets the mask probabilities of its class, averaged over the stages as ``merge_aug_masks``
+(``MaskDetections``).
 
 Not as MMDetection: RoIAlign's sampling ratio is 2, not its adaptive 0 (a static cost per RoI; ``ops.roi_align``).
 """
@@ -28,11 +36,12 @@ import jax.numpy as jnp
 from hrnet_jax import ops
 from hrnet_jax.model.heads import HRFPNHead
 from hrnet_jax.ops import anchors as anchor_ops
-from hrnet_jax.tasks.detection import roi_head, rpn
-from hrnet_jax.tasks.detection.fcos import pyramid_strides
+from hrnet_jax.tasks.detection import masks, roi_head, rpn
+from hrnet_jax.tasks.detection.fcos import Detections, pyramid_strides
 
 ROI_LEVELS = 4  # SingleRoIExtractor's featmap_strides (4, 8, 16, 32)
 ROI_SIZE = 7
+TEST_OPTIONS = (0.05, 0.5, 100)  # MMDetection's test_cfg.rcnn: score threshold, NMS IoU, detections per image
 CASCADE_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
 
 
@@ -40,6 +49,8 @@ class StageOutputs(NamedTuple):
   logits: jax.Array  # [B, S, C + 1]
   deltas: jax.Array  # [B, S, C * 4], or [B, S, 4] class-agnostic
   targets: roi_head.RoITargets
+  mask_logits: jax.Array | None = None  # [B, M, 28, 28, C] of the first M sampled slots (those that can be positive)
+  mask_targets: jax.Array | None = None  # [B, M, 28, 28]
 
 
 class TrainOutputs(NamedTuple):
@@ -53,6 +64,11 @@ class RoIOutputs(NamedTuple):
   valid: jax.Array  # [B, P]
   logits: jax.Array  # [B, P, C + 1] averaged over the stages
   deltas: jax.Array  # [B, P, C * 4] or [B, P, 4]: the last stage's
+
+
+class MaskDetections(NamedTuple):
+  detections: Detections  # [B, D, ...] in input pixels
+  masks: jax.Array  # [B, D, 28, 28] each detection's mask probabilities of its class
 
 
 def inside_image(anchors: jax.Array, image_size: jax.Array, border: float) -> jax.Array:
@@ -89,21 +105,32 @@ class TwoStageDetector(nn.Module):
   class_agnostic: bool = False
   rpn_box_beta: float = 0.0  # smooth L1's beta of the box losses; 0: L1
   roi_box_beta: float = 0.0
+  with_mask: bool = False
+  mask_channels: int = 256
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   def strides(self) -> tuple[int, ...]:
     return pyramid_strides(self.fpn_levels, self.fpn_stride)
 
+  def _names(self, head: str) -> list[str]:
+    return [head] if len(self.stage_ious) == 1 else [f"{head}_{i}" for i in range(len(self.stage_ious))]
+
   def _box_heads(self) -> list[roi_head.BoxHead]:
-    names = ["bbox_head"] if len(self.stage_ious) == 1 else [f"bbox_head_{i}" for i in range(len(self.stage_ious))]
     return [roi_head.BoxHead(self.num_outputs, self.roi_fc, self.class_agnostic, dtype=self.dtype,
-                             param_dtype=self.param_dtype, name=name) for name in names]
+                             param_dtype=self.param_dtype, name=name) for name in self._names("bbox_head")]
+
+  def _mask_heads(self) -> list[masks.MaskHead | None]:
+    if not self.with_mask:
+      return [None] * len(self.stage_ious)
+    return [masks.MaskHead(self.num_outputs, self.mask_channels, dtype=self.dtype, param_dtype=self.param_dtype,
+                           name=name) for name in self._names("mask_head")]
 
   @nn.compact
   def __call__(self, branches, train: bool = False, image_size: jax.Array | None = None,
                gt_boxes: jax.Array | None = None, gt_labels: jax.Array | None = None,
-               gt_valid: jax.Array | None = None) -> TrainOutputs | RoIOutputs:
+               gt_valid: jax.Array | None = None, gt_masks: jax.Array | None = None,
+               test_options: tuple[float, float, int] = TEST_OPTIONS) -> TrainOutputs | RoIOutputs | MaskDetections:
     levels = HRFPNHead(self.fpn_channels, self.fpn_levels, self.fpn_stride, self.fpn_pooling, self.align_corners,
                        self.fpn_representation, self.bn_momentum, dtype=self.dtype, param_dtype=self.param_dtype,
                        name="neck")(branches, train)
@@ -119,14 +146,20 @@ class TwoStageDetector(nn.Module):
         logits, deltas, anchors, size, self.rpn_train_pre_nms if train else self.rpn_test_pre_nms,
         self.train_proposal_count if train else self.proposal_count))(
         *jax.lax.stop_gradient((predicted.logits, predicted.deltas)), image_size)
-    pool = jax.vmap(lambda features, boxes: ops.multilevel_roi_align(
-        features, boxes, ROI_SIZE, strides[:ROI_LEVELS], sampling_ratio=2, aligned=True))
+    pools = {size: jax.vmap(lambda features, boxes, size=size: ops.multilevel_roi_align(
+        features, boxes, size, strides[:ROI_LEVELS], sampling_ratio=2, aligned=True))
+        for size in (ROI_SIZE, masks.MASK_ROI_SIZE)}
+    pool = pools[ROI_SIZE]
     features = levels[:ROI_LEVELS]
-    heads = self._box_heads()
+    heads, mask_heads = self._box_heads(), self._mask_heads()
     if not train:
-      return self._test(heads, pool, features, found, image_size)
-    if gt_boxes is None or gt_labels is None or gt_valid is None:
-      raise ValueError("training a two-stage detector needs gt_boxes, gt_labels and gt_valid")
+      outputs = self._test(heads, pool, features, found, image_size)
+      if not self.with_mask:
+        return outputs
+      return self._test_masks(mask_heads, pools[masks.MASK_ROI_SIZE], features, outputs, image_size, test_options)
+    if gt_boxes is None or gt_labels is None or gt_valid is None or (self.with_mask and gt_masks is None):
+      raise ValueError("training a two-stage detector needs gt_boxes, gt_labels and gt_valid (Mask R-CNN: and "
+                       "gt_masks)")
     rpn_key, *stage_keys = jax.random.split(self.make_rng("sampling"), 1 + len(heads))
     all_anchors = jnp.concatenate(anchors)
 
@@ -144,6 +177,9 @@ class TwoStageDetector(nn.Module):
           jax.random.split(stage_keys[stage], batch), proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
       logits, deltas = head(pool(features, targets.rois))
       stages.append(StageOutputs(logits, deltas, targets))
+      if mask_heads[stage] is not None:
+        stages[-1] = stages[-1]._replace(**self._train_masks(mask_heads[stage], pools[masks.MASK_ROI_SIZE],
+                                                             features, targets, gt_boxes, gt_masks))
       if stage + 1 < len(heads):  # refine_bboxes: the sampled RoIs moved, those from the ground truth dropped
         labels = jnp.where(targets.labels == self.num_outputs, jnp.argmax(logits[..., :-1], -1), targets.labels)
         moved = jax.vmap(lambda d, rois, size: roi_head.decode_rois(d, rois, size, stds))(
@@ -162,6 +198,22 @@ class TwoStageDetector(nn.Module):
             best, rois, image_size)
     return RoIOutputs(rois, found.valid, logit_sum / len(heads), deltas)
 
+  def _train_masks(self, head, pool, features, targets, gt_boxes, gt_masks) -> dict[str, jax.Array]:
+    """The mask head on the first slots (every positive is among them) and their targets."""
+    count = int(self.roi_samples * roi_head.POSITIVE_FRACTION)
+    rois, matched = targets.rois[:, :count], targets.matched[:, :count]
+    wanted = jax.vmap(masks.mask_targets)(gt_masks, gt_boxes, matched, jax.lax.stop_gradient(rois))
+    return {"mask_logits": head(pool(features, rois)), "mask_targets": wanted}
+
+  def _test_masks(self, heads, pool, features, outputs, image_size, test_options) -> MaskDetections:
+    score_threshold, iou_threshold, count = test_options
+    found = jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
+        rois, valid, logits, deltas, size, score_threshold, iou_threshold, count, self.stage_stds[-1]))(
+        *outputs, image_size)
+    pooled = pool(features, found.boxes)
+    probabilities = sum(jax.nn.sigmoid(masks.class_masks(head(pooled), found.labels)) for head in heads)
+    return MaskDetections(found, probabilities / len(heads))
+
 
 class FasterRCNN(TwoStageDetector):
   """Faster R-CNN: one class-specific box head at IoU 0.5 (the ``TwoStageDetector`` defaults)."""
@@ -178,3 +230,13 @@ class CascadeRCNN(TwoStageDetector):
   class_agnostic: bool = True
   rpn_box_beta: float = 1.0 / 9.0
   roi_box_beta: float = 1.0
+
+
+class MaskRCNN(TwoStageDetector):
+  """Mask R-CNN: Faster R-CNN with the FCN mask head (MMDetection v2's ``mask_rcnn_r50_fpn``)."""
+  with_mask: bool = True
+
+
+class CascadeMaskRCNN(CascadeRCNN):
+  """Cascade Mask R-CNN: a mask head beside each of Cascade R-CNN's three box heads."""
+  with_mask: bool = True
