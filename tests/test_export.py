@@ -138,3 +138,29 @@ def test_the_command_exports_a_checkpoint_and_says_what_it_wrote(tmp_path):
       result.stderr.strip().splitlines()[-1]
   assert os.path.exists(output / "export.json")
 
+
+
+def test_the_onnx_route_through_the_pytorch_state_dict_equals_jax(tmp_path):
+  """The README's ONNX route: ``convert.to_state_dict`` into a PyTorch HRNet (timm's, which keeps the official
+  ``cls_hrnet.py`` names and layout), ``torch.onnx.export``, ONNX Runtime: the logits equal the JAX model's at two
+  batch sizes. Runs where torch, timm, onnx and onnxruntime are installed (not in the base test environment)."""
+  torch = pytest.importorskip("torch")
+  timm = pytest.importorskip("timm")
+  onnxruntime = pytest.importorskip("onnxruntime")
+  pytest.importorskip("onnx")
+  from hrnet_jax.model import factory  # pylint: disable=import-outside-toplevel
+  model = factory.create_model("hrnet_w18_small_v1", task="classification", num_classes=10)
+  variables = initialisation_like(random_variables(model, (1, 64, 64, 3)))
+  network = timm.create_model("hrnet_w18_small", pretrained=False, num_classes=10).eval()
+  network.load_state_dict({key: torch.from_numpy(value) for key, value in convert.to_state_dict(variables).items()},
+                          strict=True)
+  path = str(tmp_path / "hrnet.onnx")
+  torch.onnx.export(network, torch.zeros(1, 3, 64, 64), path, input_names=["image"], output_names=["logits"],
+                    dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  for count in (2, 1):
+    images = np.random.default_rng(count).standard_normal((count, 64, 64, 3)).astype(np.float32)
+    (logits,) = session.run(None, {"image": images.transpose(0, 3, 1, 2)})
+    expected = model.apply(variables, jnp.asarray(images), train=False)
+    chex.assert_shape(logits, (count, 10))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
