@@ -228,7 +228,8 @@ class DetectionTask(Task):
       if self.config.data.annotation_file:
         iou_types += ("segm",)
       else:
-        logging.warning("mask AP needs the objects' masks from data.annotation_file; box AP only")
+        logging.warning("mask AP needs the objects' masks from data.annotation_file (the synthetic objects': "
+                        "python -m hrnet_jax.data.synthetic_images --dataset synthetic_objects writes it); box AP only")
     stats = collected["evaluator"].evaluate(truth, iou_types)
     long, short = self.config.data.image_scale
     logging.info("box AP %.4f%s (single scale, test size %s)", stats["bbox/AP"],
