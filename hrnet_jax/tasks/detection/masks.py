@@ -5,8 +5,8 @@
   object whatever the image size, flipped with the image. Not as MMDetection, which keeps image-sized masks: the
   TPU reference Mask R-CNN's representation, so batches keep static shapes and stay small.
 - Targets (``mask_targets``, MMDetection's ``BitmapMasks.crop_and_resize``): each positive RoI cut out of its ground
-  truth's box-aligned mask with aligned, adaptive RoIAlign (the RoI expressed in that grid) to 28 x 28 and
-  binarised at 0.5. Outside its box a mask is 0, as outside the grid.
+  truth's box-aligned mask with aligned, adaptive RoIAlign (the RoI expressed in that grid) to 28 x 28
+  (``crop_masks``) and binarised at 0.5. Outside its box a mask is 0, as outside the grid.
 - Head (``MaskHead``, ``FCNMaskHead``): RoIAlign 14 x 14 features through four 3x3 convs of 256 with ReLU, a 2x2
   stride-2 deconvolution with ReLU, and a 1x1 conv to one 28 x 28 logit map per class (He-normal over fan-out, zero
   biases, as MMDetection initialises them). ``mask_loss``: binary cross-entropy of each positive's map of its class,
@@ -71,10 +71,10 @@ def box_masks(rles: np.ndarray, count: int, boxes: np.ndarray, height: int, widt
   return out
 
 
-def mask_targets(masks: jax.Array, gt_boxes: jax.Array, matched: jax.Array, rois: jax.Array,
-                 size: int = MASK_SIZE, max_samples: int = 4) -> jax.Array:
+def crop_masks(masks: jax.Array, gt_boxes: jax.Array, matched: jax.Array, rois: jax.Array,
+               size: int = MASK_SIZE, max_samples: int = 4) -> jax.Array:
   """One image's box-aligned masks [G, S, S] (``box_masks``) of its ground-truth boxes [G, 4], and RoIs [K, 4]
-  with the ground truth each is ``matched`` to [K] -> [K, size, size] binary targets in float32."""
+  with the ground truth each is ``matched`` to [K] -> [K, size, size]: the share of each cell the mask covers."""
   grid = masks.shape[-1]
 
   def crop(index, roi):
@@ -84,7 +84,13 @@ def mask_targets(masks: jax.Array, gt_boxes: jax.Array, matched: jax.Array, rois
     mask = masks[index].astype(jnp.float32)[..., None]
     return ops.roi_align(mask, in_grid[None], size, 1.0, sampling_ratio=0, aligned=True,
                          max_samples=max_samples)[0, ..., 0]
-  return (jax.vmap(crop)(matched, rois) >= MASK_THRESHOLD).astype(jnp.float32)
+  return jax.vmap(crop)(matched, rois)
+
+
+def mask_targets(masks: jax.Array, gt_boxes: jax.Array, matched: jax.Array, rois: jax.Array,
+                 size: int = MASK_SIZE) -> jax.Array:
+  """``crop_masks`` binarised at 0.5: the [K, size, size] targets in float32."""
+  return (crop_masks(masks, gt_boxes, matched, rois, size) >= MASK_THRESHOLD).astype(jnp.float32)
 
 
 class MaskHead(nn.Module):
