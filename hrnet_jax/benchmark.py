@@ -76,9 +76,13 @@ class BenchmarkResult:
 
 
 def benchmark_config(model: str, task: str, dtype: str, overrides: dict[str, Any]) -> Any:
-  """The engine config of the timed step: the official ImageNet optimizer (SGD, Nesterov, wd 1e-4)."""
+  """The engine config of the timed step: the official ImageNet optimizer (SGD, Nesterov, wd 1e-4). ``overrides``
+  are model options, but ``data.KEY`` ones set ``config.data.KEY`` (e.g. ``data.masks`` for Mask R-CNN)."""
   config = config_lib.base_config(task)
-  config.model.update(name=model, dtype=dtype, param_dtype="float32", overrides=overrides)
+  data = {key.removeprefix("data."): value for key, value in overrides.items() if key.startswith("data.")}
+  config.data.update(data)
+  config.model.update(name=model, dtype=dtype, param_dtype="float32",
+                      overrides={key: value for key, value in overrides.items() if not key.startswith("data.")})
   config.optimizer.update(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
   return config
 

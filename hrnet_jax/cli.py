@@ -73,7 +73,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_override_flag(parser: argparse.ArgumentParser) -> None:
   """``--override KEY=VALUE`` (repeatable): a model option of ``create_model``; read back by ``model_overrides``."""
   parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                      help="model option, e.g. num_classes=4, fusion_upsample=bilinear or head=ocr (repeatable)")
+                      help="model option, e.g. num_classes=4, fusion_upsample=bilinear or head=ocr (repeatable); "
+                      "the benchmark also takes data.KEY=VALUE for the data config (e.g. data.masks=true)")
 
 
 def model_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:

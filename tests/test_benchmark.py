@@ -72,3 +72,17 @@ def test_summary_and_benchmark_know_the_ocr_head(capsys):
   result = benchmark.run_benchmark("hrnet_tiny", task="segmentation", size=(32, 32), batch=8, mode="infer",
                                    steps=1, warmup=0, overrides=ocr)
   assert result.params == printed["params"] and result.step_ms > 0 and result.flops_per_step > 0
+
+
+def test_the_benchmark_runs_mask_rcnn_with_its_data_option():
+  """``--override data.masks=true`` reaches the data config (Mask R-CNN refuses to start without it): the tiny
+  detector's inference step, detections and masks inside, is timed (its train step runs in the two-stage tests)."""
+  options = {"head": "mask_rcnn", "num_classes": 4, "fpn_channels": 16, "rpn_channels": 16, "roi_fc": 32,
+             "mask_channels": 8, "anchor_scales": [2.0], "proposal_count": 50, "train_proposal_count": 50,
+             "roi_samples": 32}
+  with pytest.raises(ValueError, match="set data.masks=True"):
+    benchmark.run_benchmark("hrnet_tiny", task="detection", size=(64, 64), batch=8, mode="infer", steps=1, warmup=0,
+                            overrides=options)
+  result = benchmark.run_benchmark("hrnet_tiny", task="detection", size=(64, 64), batch=8, mode="infer", steps=1,
+                                   warmup=0, overrides={**options, "data.masks": True, "data.mask_size": 16})
+  assert result.step_ms > 0 and result.flops_per_step > 0 and result.overrides["data.masks"] is True
