@@ -17,8 +17,7 @@ from PIL import Image
 from hrnet_jax import coco_api
 from hrnet_jax.model import factory
 from hrnet_jax.tasks.base import ArrayCollector, Batch, Task, enlarged
-from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, masks, roi_head, rpn
-from hrnet_jax.tasks.detection.two_stage import MaskDetections
+from hrnet_jax.tasks.detection import centernet, coco_eval, draw, fcos, label_sets, masks, roi_head, rpn, two_stage
 from hrnet_jax.tasks.spec import Serving
 
 MASK_HEADS = ("mask_rcnn", "cascade_mask_rcnn")
@@ -127,9 +126,13 @@ class DetectionTask(Task):
       if self.head in MASK_HEADS:
         inputs["gt_masks"] = batch["gt_masks"]
     elif self.head in MASK_HEADS:
-      test = self.config.detection_test
-      inputs["test_options"] = (test.score_threshold, test.iou_threshold, test.max_detections)
+      inputs["test_options"] = self._test_options()
     return inputs
+
+  def _test_options(self) -> tuple[float, float, int]:
+    """The two-stage detectors' test settings: score threshold, NMS IoU, detections per image."""
+    test = self.config.detection_test
+    return test.score_threshold, test.iou_threshold, test.max_detections
 
   def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The head's losses summed. Images without a box to learn (or undecodable) count for nothing, as
@@ -171,13 +174,10 @@ class DetectionTask(Task):
   def detections(self, outputs: Any, batch: Batch) -> fcos.Detections:
     """Per image [B, max_detections, ...], boxes in the resized image's pixels."""
     test = self.config.detection_test
-    if isinstance(outputs, MaskDetections):  # made inside the network, to be masked there
+    if isinstance(outputs, two_stage.MaskDetections):  # made inside the network, to be masked there
       return outputs.detections
     if self.head in TWO_STAGE:
-      stds = self.detector.stage_stds[-1]
-      return jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
-          rois, valid, logits, deltas, size, test.score_threshold, test.iou_threshold, test.max_detections,
-          stds))(*outputs, batch["image_size"])
+      return two_stage.detect(outputs, batch["image_size"], self._test_options(), self.detector.stage_stds[-1])
     if self.head == "fcos":
       points = self._points(batch["image"])
       return jax.vmap(lambda out, size: fcos.fcos_detections(
@@ -193,7 +193,7 @@ class DetectionTask(Task):
       inputs = self.model_inputs(batch, train=False)
       outputs = self.predict(lambda images: apply(images, **inputs), batch)
       found = self.detections(outputs, batch)._asdict()
-      return {**found, "masks": outputs.masks} if isinstance(outputs, MaskDetections) else found
+      return {**found, "masks": outputs.masks} if isinstance(outputs, two_stage.MaskDetections) else found
     limit = self.config.detection_test.max_detections
     masks_output = ({"masks": f"[{limit}, {masks.MASK_SIZE}, {masks.MASK_SIZE}] mask probabilities of the "
                               "detection's class over its box"} if self.head in MASK_HEADS else {})

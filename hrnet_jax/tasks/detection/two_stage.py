@@ -71,6 +71,15 @@ class MaskDetections(NamedTuple):
   masks: jax.Array  # [B, D, 28, 28] each detection's mask probabilities of its class
 
 
+def detect(outputs: RoIOutputs, image_size: jax.Array, test_options: tuple[float, float, int],
+           stds: tuple[float, ...]) -> Detections:
+  """Each image's detections [B, count, ...] from the last stage's RoIs (``roi_head.detections``) with the test
+  settings (score threshold, NMS IoU, count)."""
+  score_threshold, iou_threshold, count = test_options
+  return jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
+      rois, valid, logits, deltas, size, score_threshold, iou_threshold, count, stds))(*outputs, image_size)
+
+
 def inside_image(anchors: jax.Array, image_size: jax.Array, border: float) -> jax.Array:
   """Anchors [N, 4] lying within the image (h, w) grown by ``border`` pixels (``anchor_inside_flags``)."""
   height, width = image_size[0].astype(anchors.dtype), image_size[1].astype(anchors.dtype)
@@ -206,10 +215,7 @@ class TwoStageDetector(nn.Module):
     return {"mask_logits": head(pool(features, rois)), "mask_targets": wanted}
 
   def _test_masks(self, heads, pool, features, outputs, image_size, test_options) -> MaskDetections:
-    score_threshold, iou_threshold, count = test_options
-    found = jax.vmap(lambda rois, valid, logits, deltas, size: roi_head.detections(
-        rois, valid, logits, deltas, size, score_threshold, iou_threshold, count, self.stage_stds[-1]))(
-        *outputs, image_size)
+    found = detect(outputs, image_size, test_options, self.stage_stds[-1])
     pooled = pool(features, found.boxes)
     probabilities = sum(jax.nn.sigmoid(masks.class_masks(head(pooled), found.labels)) for head in heads)
     return MaskDetections(found, probabilities / len(heads))
