@@ -1,6 +1,11 @@
 """The data-order core on its own: which examples make each global batch, each process's slice of it, and the
 guard that turns an undecodable example into a masked one without moving the others."""
 
+import os
+import signal
+import threading
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -59,3 +64,38 @@ def test_map_or_mark_needs_fixed_shapes():
   dataset = tf.data.Dataset.from_tensor_slices({"value": tf.constant([1, 2])})
   with pytest.raises(ValueError, match="preprocessing must produce fixed shapes"):
     pipeline.map_or_mark(dataset, lambda element: {"value": tf.range(element["value"])})
+
+
+def test_a_ctrl_c_while_tensorflow_makes_a_batch_is_held_until_the_batch_is_made():
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip("signal handlers are set in the main thread only")
+  seen_while_making = []
+
+  def interrupted(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt
+
+  first_taken = threading.Event()
+
+  def elements():  # runs in TensorFlow's threads, which may make an element before it is asked for
+    yield 0
+    first_taken.wait(10)
+    deadline = time.monotonic() + 10
+    while signal.getsignal(signal.SIGINT) is interrupted and time.monotonic() < deadline:
+      time.sleep(0.01)  # until the caller asks for the next batch (its handler changes then) or 10 s
+    seen_while_making.append(signal.getsignal(signal.SIGINT))
+    os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C a user presses while the batch is being made
+    yield 1
+
+  previous = signal.signal(signal.SIGINT, interrupted)
+  batches = pipeline.BatchIterator(
+      tf.data.Dataset.from_generator(elements, output_signature=tf.TensorSpec((), tf.int64)))
+  try:
+    assert next(batches) == 0
+    first_taken.set()
+    with pytest.raises(KeyboardInterrupt):
+      next(batches)  # the batch made, then the interruption delivered by the caller's own handler
+  finally:
+    signal.signal(signal.SIGINT, previous)
+    batches.close()
+  assert len(seen_while_making) == 1 and seen_while_making[0] is not interrupted  # never raised inside TensorFlow
