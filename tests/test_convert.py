@@ -1,15 +1,19 @@
 """Weight import: complete mapping of the official key sets, strictness, readable errors, file formats."""
 
 import json
+import os
+import re
 
 import jax
 import numpy as np
 import pytest
 
 import hrnet_jax
+from hrnet_jax import tasks
+from hrnet_jax.engine import config_lib
 from hrnet_jax.model import checkpoint_inspect, convert
 from conftest import shared_path
-from helpers import random_variables
+from helpers import REPO, random_variables
 
 # keys_<file>.json -> (variant, task)
 KEY_LISTS = {
@@ -173,6 +177,41 @@ def test_an_openmmlab_checkpoint_loads_as_a_backbone_and_its_head_is_reported(tm
   np.testing.assert_array_equal(variables["params"]["backbone"]["conv1"]["kernel"],
                                 official["conv1.weight"].astype(np.float32).transpose(2, 3, 1, 0))
   assert len(report.loaded) == len(official) - 2 - sum(k.endswith("num_batches_tracked") for k in official)
+
+
+def _mmdetection_key(key):
+  """The key MMDetection's FCOS with HRNetV2p gives a tensor of ours: mmcv's ``ConvModule`` holds a conv as ``.conv``
+  and its GroupNorm as ``.gn``, ``AnchorFreeHead`` names its predictors ``conv_cls`` / ``conv_reg``, ``FCOSHead``
+  adds ``conv_centerness`` and one ``Scale`` (``.scale``) per level; the HRNet is under ``backbone.``."""
+  for pattern, name in ((r"^neck\.(reduction_conv|fpn_convs\.\d+)\.", r"neck.\1.conv."),
+                        (r"^bbox_head\.(cls|reg)_convs\.(\d+)\.", r"bbox_head.\1_convs.\2.conv."),
+                        (r"^bbox_head\.(cls|reg)_gn\.(\d+)\.", r"bbox_head.\1_convs.\2.gn."),
+                        (r"^bbox_head\.fcos_(cls|reg|centerness)\.", r"bbox_head.conv_\1."),
+                        (r"^bbox_head\.scales\.(\d+)\.weight$", r"bbox_head.scales.\1.scale")):
+    key = re.sub(pattern, name, key)
+  return key if key.startswith(("neck.", "bbox_head.")) else "backbone." + key
+
+
+def test_an_mmdetection_fcos_checkpoint_loads_its_neck_and_head_by_their_mmdetection_names():
+  config = config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny"))
+  model = tasks.create(config).create_model()
+  variables = random_variables(model, (1, 128, 128, 3))
+  mmdet = {_mmdetection_key(k): v for k, v in convert.to_state_dict(variables).items()}
+  mmdet["bbox_head.loss_cls.unused"] = np.zeros(1)  # another module's tensor: reported, never loaded
+  # MMDetection's own names, as its modules make them (4 stacked convs per tower, 5 levels, GroupNorm, no conv bias).
+  convs = [f"bbox_head.{tower}_convs.{i}.{leaf}" for tower in ("cls", "reg") for i in range(4)
+           for leaf in ("conv.weight", "gn.weight", "gn.bias")]
+  predictors = [f"bbox_head.conv_{name}.{leaf}" for name in ("cls", "reg", "centerness") for leaf in ("weight", "bias")]
+  neck = [f"neck.{conv}.conv.{leaf}" for conv in ["reduction_conv", *[f"fpn_convs.{i}" for i in range(5)]]
+          for leaf in ("weight", "bias")]
+  scales = [f"bbox_head.scales.{i}.scale" for i in range(5)]
+  assert sorted(k for k in mmdet if not k.startswith("backbone.")) == sorted(
+      convs + predictors + neck + scales + ["bbox_head.loss_cls.unused"])
+  loaded, report = convert.convert_state_dict(model, mmdet, reinit_head=True)
+  assert report.reinitialized == [] and report.ignored == ["bbox_head.loss_cls.unused"]
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.tree.map(np.asarray, variables))
+  assert "HRFPN (V2p) neck and FCOS head with 4 classes" in checkpoint_inspect.describe(
+      convert.to_state_dict(variables))
 
 
 def test_wrapper_prefixes_aliases_and_file_formats(tmp_path):

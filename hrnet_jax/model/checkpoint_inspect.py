@@ -12,7 +12,8 @@ from hrnet_jax.model.backbone import HRNetSpec, StageSpec
 from hrnet_jax.model.variants import VARIANTS
 
 HEAD_PREFIXES = ("incre_modules", "downsamp_modules", "final_layer", "classifier", "last_layer", "head",
-                 "reduction_conv", "fpn_convs", "aux_head", "conv3x3_ocr", "ocr_distri_head", "cls_head")
+                 "reduction_conv", "fpn_convs", "aux_head", "conv3x3_ocr", "ocr_distri_head", "cls_head",
+                 "neck", "bbox_head", "rpn_head", "mask_head", "hm", "wh", "reg")  # the detectors' (CenterNet: hm ...)
 
 
 def _indices(keys: list[str], pattern: str) -> list[int]:
@@ -55,6 +56,10 @@ def infer_head(state: Mapping[str, Any]) -> str:
     return f"V2 head (segmentation/landmarks) with {state['last_layer.3.weight'].shape[0]} outputs"
   if "reduction_conv.kernel" in state or "reduction_conv.weight" in state:
     return "HRFPN (V2p) head"
+  if "neck.reduction_conv.weight" in state:
+    if "bbox_head.fcos_cls.weight" in state:
+      return f"HRFPN (V2p) neck and FCOS head with {state['bbox_head.fcos_cls.weight'].shape[0]} classes"
+    return "HRFPN (V2p) neck and a detection head"
   return "no head (features only)"
 
 

@@ -29,6 +29,15 @@ from hrnet_jax.model import checkpoint_inspect, scan_layout
 # Wrappers the official training scripts save around the network (DataParallel, the segmentation FullModel).
 _WRAPPER_PREFIXES = ("module.", "model.")
 _OPENMMLAB_BACKBONE = "backbone."  # OpenMMLab's models hold the HRNet under this name
+# MMDetection's names of its HRNet detectors' HRFPN neck and FCOS head (mmcv's ``ConvModule`` holds its conv as
+# ``.conv`` and its GroupNorm as ``.gn``; ``Scale`` its factor as ``.scale``) -> the keys ``torch_key`` gives ours.
+_MMDETECTION_KEYS = (
+    (re.compile(r"^neck\.(reduction_conv|fpn_convs\.\d+)\.conv\.(weight|bias)$"), r"neck.\1.\2"),
+    (re.compile(r"^bbox_head\.(cls|reg)_convs\.(\d+)\.conv\.weight$"), r"bbox_head.\1_convs.\2.weight"),
+    (re.compile(r"^bbox_head\.(cls|reg)_convs\.(\d+)\.gn\.(weight|bias)$"), r"bbox_head.\1_gn.\2.\3"),
+    (re.compile(r"^bbox_head\.conv_(cls|reg|centerness)\.(weight|bias)$"), r"bbox_head.fcos_\1.\2"),
+    (re.compile(r"^bbox_head\.scales\.(\d+)\.scale$"), r"bbox_head.scales.\1.weight"),
+)
 # Keys that belong to a training wrapper, not to the network.
 _IGNORED_KEY = re.compile(r"(^|\.)num_batches_tracked$|^loss\.")
 # The official landmark code names the V2 head ``head``; the segmentation code, ``last_layer``; the OCR code loads
@@ -129,25 +138,34 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 def _normalize_keys(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-  """Strips wrapper prefixes and reads OpenMMLab's layout (``openmmlab_backbone``); returns the state and the keys
+  """Strips wrapper prefixes and reads OpenMMLab's layout (``openmmlab_layout``); returns the state and the keys
   it ignored."""
   for prefix in _WRAPPER_PREFIXES:
     if state and all(k.startswith(prefix) or _IGNORED_KEY.search(k) for k in state):
       state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-  state, ignored = openmmlab_backbone(state)
+  state, ignored = openmmlab_layout(state)
   ignored += sorted(k for k in state if _IGNORED_KEY.search(k))
   return {k: v for k, v in state.items() if not _IGNORED_KEY.search(k)}, ignored
 
 
-def openmmlab_backbone(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+def openmmlab_layout(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
   """An OpenMMLab checkpoint (mmpose, mmseg, mmdet: the HRNet under ``backbone.``, official names below it, beside
-  ``keypoint_head.``, ``decode_head.``, ``neck.``, ...) as the official backbone's keys, and its other modules'
-  keys, which no HRNet head here is named as (they are ignored: load with ``reinit_head``). Other checkpoints pass
-  unchanged."""
+  ``keypoint_head.``, ``decode_head.``, ``neck.``, ...) as the official backbone's keys, plus MMDetection's HRFPN
+  neck and FCOS head under this codebase's names (``_MMDETECTION_KEYS``); its other modules' keys, which no head
+  here is named as, are returned apart (ignored: load with ``reinit_head``). Other checkpoints pass unchanged."""
   if not any(k.startswith(_OPENMMLAB_BACKBONE) for k in state):
     return state, []
-  backbone = {k[len(_OPENMMLAB_BACKBONE):]: v for k, v in state.items() if k.startswith(_OPENMMLAB_BACKBONE)}
-  return backbone, sorted(k for k in state if not k.startswith(_OPENMMLAB_BACKBONE))
+  renamed, ignored = {}, []
+  for key, value in state.items():
+    if key.startswith(_OPENMMLAB_BACKBONE):
+      renamed[key[len(_OPENMMLAB_BACKBONE):]] = value
+      continue
+    ours = next((pattern.sub(name, key) for pattern, name in _MMDETECTION_KEYS if pattern.match(key)), None)
+    if ours is None:
+      ignored.append(key)
+    else:
+      renamed[ours] = value
+  return renamed, sorted(ignored)
 
 
 def _apply_aliases(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
