@@ -59,13 +59,35 @@ def _damage(step_dir, kind):
     os.makedirs(step_dir)
 
 
-@pytest.mark.parametrize("kind", ["a data file truncated", "a data file removed", "_METADATA removed",
-                                  "the step directory emptied"])
+DAMAGE = ["a data file truncated", "a data file removed", "_METADATA removed", "the step directory emptied"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_each_kind_of_damage_moves_the_checkpoint_aside_and_the_one_before_restores(tmp_path, kind, caplog):
+  mesh = sharding.make_mesh(1)
+  older = _tiny_state(mesh)
+  newer = jax.tree.map(lambda x: x + 1, older)
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2)
+  checkpointer.save(4, older)
+  checkpointer.save(8, newer)
+  checkpointer.close()
+  _damage(str(tmp_path / "checkpoints" / "8"), kind)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), older)
+  with caplog.at_level("WARNING"):
+    restored, step = checkpointing.Checkpointer(str(tmp_path), keep=2).restore_latest(abstract)
+  assert step == 4 and "the checkpoint of step 8 is damaged" in caplog.text
+  chex.assert_trees_all_equal(restored, older)
+  assert os.listdir(tmp_path / "damaged_checkpoints") == ["8"]  # moved aside, not deleted
+  assert os.listdir(tmp_path / "checkpoints") == ["4"]
+
+
 def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
-    data_dir, tmp_path, one_device_run, kind):
+    data_dir, tmp_path, one_device_run):
+  """The whole program on one kind of damage (each kind is found above): named in its log, moved aside, and the
+  resumed run ends as the uninterrupted one."""
   workdir = str(tmp_path / "run")
   shutil.copytree(one_device_run, workdir)
-  _damage(os.path.join(workdir, "checkpoints", "8"), kind)
+  _damage(os.path.join(workdir, "checkpoints", "8"), DAMAGE[0])
   output = finish(run_float64(workdir, data_dir, devices=1))
   assert "the checkpoint of step 8 is damaged" in output and "resumed from step 4" in output
   assert "Traceback" not in output and "Event loop is closed" not in output
