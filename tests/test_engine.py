@@ -64,15 +64,8 @@ DAMAGE = ["a data file truncated", "a data file removed", "_METADATA removed", "
 
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_each_kind_of_damage_moves_the_checkpoint_aside_and_the_one_before_restores(tmp_path, kind, caplog):
-  mesh = sharding.make_mesh(1)
-  older = _tiny_state(mesh)
-  newer = jax.tree.map(lambda x: x + 1, older)
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2)
-  checkpointer.save(4, older)
-  checkpointer.save(8, newer)
-  checkpointer.close()
+  older, abstract = _checkpoints_at_4_and_8(tmp_path)
   _damage(str(tmp_path / "checkpoints" / "8"), kind)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), older)
   with caplog.at_level("WARNING"):
     restored, step = checkpointing.Checkpointer(str(tmp_path), keep=2).restore_latest(abstract)
   assert step == 4 and "the checkpoint of step 8 is damaged" in caplog.text
@@ -171,6 +164,18 @@ def _tiny_state(mesh):
   return sharding.replicate({"step": np.int32(7), **variables}, mesh)
 
 
+def _checkpoints_at_4_and_8(workdir):
+  """A tiny state saved at step 4 and, changed, at step 8 under ``workdir``: (the step-4 state, its abstract tree)."""
+  mesh = sharding.make_mesh(1)
+  older = _tiny_state(mesh)
+  checkpointer = checkpointing.Checkpointer(str(workdir), keep=2)
+  checkpointer.save(4, older)
+  checkpointer.save(8, jax.tree.map(lambda x: x + 1, older))
+  checkpointer.close()
+  return older, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
+                             older)
+
+
 @pytest.mark.parametrize("save_devices,restore_devices", [(8, 1), (1, 8)])
 def test_checkpoint_restores_on_another_device_count(tmp_path, save_devices, restore_devices):
   saved = _tiny_state(sharding.make_mesh(save_devices))
@@ -199,14 +204,9 @@ def test_resuming_with_other_model_options_is_one_clear_error(tmp_path):
 
 
 def test_when_no_checkpoint_restores_the_run_stops_and_moves_nothing(tmp_path):
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=2)
-  state = _tiny_state(sharding.make_mesh(1))
-  for step in (4, 8):
-    checkpointer.save(step, state)
-  checkpointer.close()
+  _, abstract = _checkpoints_at_4_and_8(tmp_path)
   for step in ("4", "8"):
     _damage(str(tmp_path / "checkpoints" / step), "a data file truncated")
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
   with pytest.raises(ValueError, match=r"no checkpoint in .* can be restored \(step 8: .*; step 4: .*move that"):
     checkpointing.Checkpointer(str(tmp_path), keep=2).restore_latest(abstract)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]  # starting over is the user's decision
