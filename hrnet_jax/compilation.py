@@ -14,11 +14,33 @@ from jax.experimental.compilation_cache import compilation_cache
 # Values differ from the optimised program's by at most one float32 ulp.
 RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
 
 def run_once(fn: Callable[..., Any], *args: Any, out_shardings: Any = None) -> Any:
   """``jax.jit(fn)(*args)``, compiled without backend optimisations."""
   jitted = jax.jit(fn) if out_shardings is None else jax.jit(fn, out_shardings=out_shardings)
   return jitted.lower(*args).compile(compiler_options=RUN_ONCE_COMPILER_OPTIONS)(*args)
+
+
+def compile_noting_the_cache(lowered: Any) -> tuple[Any, bool]:
+  """``lowered.compile()``, and whether the persistent cache held the program (so it was loaded, not compiled).
+
+  JAX records a cache hit as a monitoring event; the event, not the time taken, tells a load from a compilation, since
+  on a loaded machine loading can take longer than a small compilation does on an idle one.
+  """
+  hits = []
+
+  def note_hit(event: str, **kwargs: Any) -> None:
+    del kwargs
+    if event == CACHE_HIT_EVENT:
+      hits.append(event)
+
+  jax.monitoring.register_event_listener(note_hit)
+  try:
+    return lowered.compile(), bool(hits)
+  finally:
+    jax.monitoring.unregister_event_listener(note_hit)
 
 
 def use_persistent_cache(setting: str, workdir: str) -> str | None:

@@ -19,8 +19,8 @@ def short_run(workdir, data_dir, cache, *extra):
                     "--config.data.eval_split=validation[:64]", f"--config.compilation_cache_dir={cache}", *extra)
 
 
-def compile_seconds(log: str) -> float:
-  return float(re.search(r"train step traced and lowered in [\d.]+s, compiled in ([\d.]+)s", log).group(1))
+def how_the_step_was_made(log: str) -> str:
+  return re.search(r"train step traced and lowered in [\d.]+s, (.+) in [\d.]+s", log).group(1)
 
 
 def test_a_repeated_run_loads_its_compiled_step_and_each_interval_says_where_its_time_went(data_dir, tmp_path):
@@ -30,8 +30,8 @@ def test_a_repeated_run_loads_its_compiled_step_and_each_interval_says_where_its
   second = short_run(tmp_path / "second", data_dir, cache)
   assert second.returncode == 0, second.stderr[-3000:]
   assert f"compilation cache: {cache}" in second.stderr
-  assert compile_seconds(first.stderr) >= 5 * compile_seconds(second.stderr), (compile_seconds(first.stderr),
-                                                                                compile_seconds(second.stderr))
+  assert how_the_step_was_made(first.stderr) == "compiled"
+  assert how_the_step_was_made(second.stderr) == "loaded from the compilation cache"
 
   rows = metric_writer.read_metrics(str(tmp_path / "first"))
   split = [{k: v for k, v in row.items() if k.startswith("time/")} for row in rows if "train/loss" in row]
