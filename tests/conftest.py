@@ -35,7 +35,10 @@ def shared_path(*parts: str) -> pathlib.Path:
 def once_per_session(tmp_path_factory, name: str, make) -> pathlib.Path:
   """``make(path)`` run once for the whole test session, whichever xdist worker asks first (the others wait for
   it): the folder ``name`` beside every worker's own temporary folder. For results minutes long to make."""
-  shared = tmp_path_factory.getbasetemp().parent  # every worker's basetemp sits in the session's folder
+  # Under xdist every worker's basetemp sits in the session's folder; without it, basetemp is the session's folder
+  # (its parent holds earlier sessions', whose results may point to a compilation cache that is gone).
+  basetemp = tmp_path_factory.getbasetemp()
+  shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
   path, done = shared / name, shared / f"{name}.done"
   with filelock.FileLock(str(shared / f"{name}.lock")):
     if not done.exists():
