@@ -37,8 +37,8 @@ def initialisation_like(variables):
 
   def scaled(path, x):
     if path[-1].key == "kernel":
-      return x / np.sqrt(np.prod(x.shape[:-1]))
-    return np.abs(x) + 0.5 if path[-1].key == "var" else x
+      return (x / np.sqrt(np.prod(x.shape[:-1]))).astype(x.dtype)
+    return np.abs(x) + x.dtype.type(0.5) if path[-1].key == "var" else x
   return jax.tree_util.tree_map_with_path(scaled, variables)
 
 
