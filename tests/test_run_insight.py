@@ -26,8 +26,9 @@ def test_a_repeated_run_loads_its_compiled_step_and_each_interval_says_where_its
 
   rows = metric_writer.read_metrics(str(workdir))
   split = [{k: v for k, v in row.items() if k.startswith("time/")} for row in rows if "train/loss" in row]
-  assert len(split) == SHORT_RUN["total_steps"] and all(set(times) == {"time/data_seconds", "time/train_step_seconds", "time/eval_seconds",
-                                                "time/checkpoint_seconds"} for times in split)
+  assert len(split) == SHORT_RUN["total_steps"] and all(
+      set(times) == {"time/data_seconds", "time/train_step_seconds", "time/eval_seconds", "time/checkpoint_seconds"}
+      for times in split)
   assert all(v >= 0 for times in split for v in times.values())
   assert re.search(r"step 1/8 \| .* \| data \d+% eval \d+% checkpoint \d+% step \d+% \| ETA", log)
 
