@@ -1,5 +1,6 @@
 """The training engine, for real: devices, processes, kills, preemption, checkpoints and failures."""
 
+import gc
 import glob
 import os
 import shutil
@@ -17,7 +18,7 @@ from engine_runs import (DEMO, FLOAT64, SHORT_RUN, assert_same_run, cli_args, ev
                          one_device_run, run_cli, run_float64, train_losses)  # noqa: F401  (a fixture)
 from helpers import REPO, cli_env, random_variables
 from hrnet_jax import model as models
-from hrnet_jax.engine import checkpointing, metric_writer, sharding
+from hrnet_jax.engine import checkpointing, metric_writer, sharding, trainer
 
 
 def test_one_and_eight_devices_give_the_same_losses(data_dir, tmp_path, one_device_run):
@@ -43,6 +44,29 @@ def test_ctrl_c_exits_130_in_one_line_and_a_rerun_ends_as_an_uninterrupted_run(d
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]  # nothing saved after the interrupt
   assert "resumed from step 4" in finish(run_float64(workdir, data_dir, devices=1))
   assert_same_run(workdir, one_device_run)
+
+
+def test_a_ctrl_c_that_a_callback_swallows_is_noted_and_not_reported(monkeypatch):
+  """Python ignores an exception raised in a garbage-collection callback (JAX registers one): the interruption is
+  noted all the same, for the loop to stop at its next step, and Python's "Exception ignored" report is left out."""
+  reported = []
+  monkeypatch.setattr(sys, "unraisablehook", reported.append)
+  interruption = trainer._Interruption()  # pylint: disable=protected-access
+
+  def interrupt(phase, info):
+    del phase, info
+    gc.callbacks.remove(interrupt)
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # Python runs the signal handler here, inside the callback
+      pass
+
+  gc.callbacks.append(interrupt)
+  try:
+    gc.collect()
+  finally:
+    interruption.restore()
+  assert interruption.received and reported == []
+  assert sys.unraisablehook == reported.append  # given back
 
 
 def _damage(step_dir, kind):

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -97,22 +98,31 @@ class _Preemption:
 class _Interruption:
   """Ctrl-C as Python raises it (``KeyboardInterrupt``), but noted: an interruption that lands inside a library's C
   code can surface as that library's own error (NumPy's "setting an array element with a sequence", seen while it
-  converted a device array), which the loop then still reports as the interruption."""
+  converted a device array), which the loop then still reports as the interruption; one raised inside a callback
+  whose exceptions Python ignores (JAX's garbage-collection callback, seen in a clean-clone run) is swallowed, so
+  the loop stops at its next step instead, and Python's "Exception ignored" report of it is left out."""
 
   def __init__(self):
     self.received = False
     self._previous = None
+    self._previous_unraisable_hook = sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGINT, self._handle)
+      sys.unraisablehook = self._unraisable
 
   def _handle(self, signum, frame):
     del signum, frame
     self.received = True
     raise KeyboardInterrupt
 
+  def _unraisable(self, unraisable) -> None:
+    if not (self.received and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+      self._previous_unraisable_hook(unraisable)
+
   def restore(self):
     if self._previous is not None:
       signal.signal(signal.SIGINT, self._previous)
+      sys.unraisablehook = self._previous_unraisable_hook
 
 
 class _Profiler:
@@ -504,6 +514,8 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
     if config.eval_at_start and start_step == 0:
       run_eval(state)  # the baseline: the initial (or init_from) weights
     while step < steps:
+      if interruption.received:
+        raise KeyboardInterrupt  # one that a callback swallowed
       profiler.before(step)
       state, metrics = train_step(state, batch)
       step += 1
