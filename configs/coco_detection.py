@@ -11,8 +11,9 @@ resized to (1333, 800) keeping the ratio (multiscale: the short side 640 or 800)
 the BGR mean and std, batch 16 (4 GPUs x 4), SGD lr 0.01, momentum 0.9, weight decay 1e-4 (none on conv biases,
 whose rate is x2), gradient clipping at 35, a constant warm-up of 500 steps at 1/3 of the rate, x0.1 at epochs 8
 and 11 of 12 (2x: 16 and 22 of 24); the backbone's BatchNorm frozen in inference mode (``norm_eval``, MMDetection's
-HRNet default). Not as MMDetection: its size-divisor padding (here: one fixed canvas of 1344 x 1344, so portrait and
-landscape images both fit).
+HRNet default). Batches hold landscape images only, in an 800 x 1344 canvas, or portrait (and square) ones only, in
+1344 x 800 (``data.orientation_buckets``, as MMDetection's ``GroupSampler``). Not as MMDetection: its size-divisor
+padding of each batch to its largest image (here: the fixed canvas of the batch's orientation).
 
 COCO val2017 box AP of MMDetection's models (single scale, 1333 x 800):
 
@@ -31,7 +32,7 @@ images resized to (1333, 800) keeping the ratio, flipped, RGB; batch 16, SGD lr 
 1e-4 on every parameter, no gradient clipping, a linear warm-up of 500 steps from 0.001 of the rate, x0.1 at epochs
 8 and 11 of 12 (2x: 16 and 22 of 24); the backbone's BatchNorm frozen. MMDetection v2 conventions (no "+1" in box
 widths, aligned RoIAlign, L1 box losses); not as MMDetection: RoIAlign samples 2 x 2 points per bin, not its
-adaptive count (static shapes), and the fixed 1344 x 1344 canvas. COCO val2017 box AP of MMDetection v2's models
+adaptive count (static shapes), and the fixed canvas of each orientation (800 x 1344 or 1344 x 800). COCO val2017 box AP of MMDetection v2's models
 (W48: the official HRNet-Object-Detection fork's, whose 2x steps at epochs 20 and 23):
 
     config                 1x     2x
@@ -111,8 +112,8 @@ def get_config(arg=None):
   config.model.name = f"hrnet_{width}"
   config.model.overrides = {"head": head, "num_classes": 80, "norm_eval": head != "centernet"}
   config.data.update(name="coco_instances", train_split="train", eval_split="validation",
-                     manual_dir=options.coco_dir, classes="coco", image_scale=(1333, 800), canvas=(1344, 1344),
-                     max_objects=100)
+                     manual_dir=options.coco_dir, classes="coco", image_scale=(1333, 800), canvas=(800, 1344),
+                     orientation_buckets=True, max_objects=100)
   config.data.annotation_file = os.path.join(options.coco_dir, "annotations", "instances_val2017.json")
   config.eval_batch_size = 16
   config.log_every = 50
@@ -146,7 +147,7 @@ def get_config(arg=None):
     config.schedule.update(name="step", warmup_epochs=500 * 16 / 117266, warmup="linear", warmup_ratio=0.001,
                            milestones=milestones, decay_factor=0.1)
   else:
-    config.data.update(image_scale=(512, 512), canvas=(512, 512))
+    config.data.update(image_scale=(512, 512), canvas=(512, 512), orientation_buckets=False)
     config.global_batch_size = 32
     config.num_epochs = 140
     config.optimizer.update(name="adam", learning_rate=1.25e-4, weight_decay=0.0)
@@ -162,7 +163,7 @@ def get_config(arg=None):
            for two_stage in TWO_STAGE},
         "centernet": {"head": head, "num_classes": 4, "centernet_channels": 32}}[head]
     config.data.update(name="synthetic_objects", classes="synthetic_objects", image_scale=(128, 128),
-                       canvas=(128, 128), max_objects=8, short_sides=(), bgr=False, annotation_file="", mask_size=56)
+                       canvas=(128, 128), orientation_buckets=False, max_objects=8, short_sides=(), bgr=False, annotation_file="", mask_size=56)
     config.global_batch_size = 16
     config.eval_batch_size = 64
     config.num_epochs = 4

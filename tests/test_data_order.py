@@ -45,6 +45,66 @@ def test_eval_batches_cover_every_example_once():
   assert [order.num_eval_batches(n, 4) for n in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
 
 
+def test_grouped_batches_hold_one_group_and_each_epoch_sees_every_example():
+  """Orientation buckets (MMDetection's GroupSampler): groups of 7 and 2 examples in batches of 4 make 2 + 1
+  batches per epoch, each of one group, the last of a group filled from its own examples."""
+  groups = np.array([0, 1, 0, 0, 0, 1, 0, 0, 0])
+  grouped = order.GroupedOrder(groups, 4, seed=5)
+  assert grouped.batches_per_epoch == 3
+  for epoch in range(3):
+    batches = [grouped.batch(epoch * 3 + k) for k in range(3)]
+    for group, indices in batches:
+      assert (groups[indices] == group).all() and len(indices) == 4
+    seen = np.concatenate([indices for _, indices in batches])
+    assert set(seen) == set(range(9))  # every example; the 3 spare places repeat some
+    counts = np.bincount(seen, minlength=9)
+    assert counts.max() == 2 and counts.sum() == 12
+  assert [grouped.batch(s)[0] for s in range(9)] != [grouped.batch(0)[0]] * 9
+  again = order.GroupedOrder(groups, 4, seed=5)  # a pure function of (seed, step), asked in any order
+  for step in (8, 0, 4):
+    assert again.batch(step)[0] == grouped.batch(step)[0]
+    np.testing.assert_array_equal(again.batch(step)[1], grouped.batch(step)[1])
+  assert [order.GroupedOrder(groups, 4, seed=6).batch(s)[1].tolist() for s in range(3)] != [
+      grouped.batch(s)[1].tolist() for s in range(3)]
+  np.testing.assert_array_equal(order.GroupedOrder(np.zeros(3, int), 2, 0).batch(0)[1].size, 2)
+
+
+def test_grouped_pipelines_give_each_batch_its_groups_shape_and_resume_exactly():
+  """Each group's batches come from its own preprocessing (here: its own shape); a pipeline started at step 3
+  gives what an uninterrupted one gives from there; evaluation visits each group in turn, every example once."""
+  groups = np.array([0, 1, 1, 0, 0, 1, 0])
+  source = [{"value": np.float32(i)} for i in range(len(groups))]
+  shapes = [(2, 3), (3, 2)]
+
+  def train_fn(group):
+    return lambda example, seed: {"value": example["value"] * tf.ones(shapes[group]),
+                                  "seed": tf.cast(seed[1], tf.float32)}
+
+  def train_batches(start_step, count):
+    iterator = pipeline.train_iterator(source, [train_fn(0), train_fn(1)], global_batch_size=2, seed=1,
+                                       start_step=start_step, groups=groups)
+    batches = [next(iterator) for _ in range(count)]
+    iterator.close()
+    return batches
+
+  batches = train_batches(0, 8)
+  grouped = order.GroupedOrder(groups, 2, seed=1)
+  for step, batch in enumerate(batches):
+    group, indices = grouped.batch(step)
+    assert batch["value"].shape == (2, *shapes[group])
+    np.testing.assert_array_equal(batch["value"][:, 0, 0], indices)
+    np.testing.assert_array_equal(batch["seed"], order.global_positions(step, 2))  # augmentation seeds
+  for resumed, uninterrupted in zip(train_batches(3, 5), batches[3:]):
+    np.testing.assert_array_equal(resumed["value"], uninterrupted["value"])
+
+  def eval_fn(group):
+    return lambda example: {"value": example["value"] * tf.ones(shapes[group])}
+
+  evaluation = list(pipeline.eval_iterator(source, [eval_fn(0), eval_fn(1)], global_batch_size=2, groups=groups))
+  assert [b["value"].shape[1:] for b in evaluation] == [shapes[0]] * 2 + [shapes[1]] * 2
+  assert [b["index"][b["mask"] > 0].tolist() for b in evaluation] == [[0, 3], [4, 6], [1, 2], [5]]
+
+
 def test_map_or_mark_replaces_a_failing_element_with_zeros_in_place():
   dataset = tf.data.Dataset.from_tensor_slices({"value": tf.constant([1.0, -1.0, 2.0, 3.0]),
                                                 "index": tf.constant([0, 1, 2, 3], tf.int64)})

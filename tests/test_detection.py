@@ -4,6 +4,7 @@ import collections
 import json
 import math
 import os
+import re
 
 import chex
 import hrnet_jax
@@ -20,7 +21,7 @@ from conftest import shared_path
 from detection_runs import assert_ap50_rose_from_zero, tiny_detection_run
 from helpers import REPO, run_module, tensorboard_contents
 from hrnet_jax import coco_api, tasks
-from hrnet_jax.engine import config_lib
+from hrnet_jax.engine import config_lib, trainer
 from hrnet_jax.tasks.detection import centernet, coco_eval, fcos, label_sets, synthetic
 from hrnet_jax.tasks.detection import task as task_lib
 
@@ -327,7 +328,8 @@ def uncompressed_rle(mask):
 def coco_instances(tmp_path_factory):
   """The real fixture laid out as the official download (both splits), with what COCO also holds added: a
   second category, a crowd region (uncompressed RLE), a box outside its image, one thinner than a pixel, one marked
-  ignore, one of an unlisted category, and an image without annotations; built with the prepare command."""
+  ignore, one of an unlisted category, an image without annotations and a portrait one (a fixture image turned);
+  built with the prepare command."""
   from hrnet_jax.data import prepare  # pylint: disable=import-outside-toplevel  (TensorFlow)
   fixture = shared_path("data", "coco")
   content = json.loads((fixture / "test_coco.json").read_text())
@@ -349,6 +351,10 @@ def coco_instances(tmp_path_factory):
       {"id": 9006, "image_id": 785, "category_id": 99, "iscrowd": 0, "bbox": [60.0, 60.0, 20.0, 20.0],
        "area": 400.0, "segmentation": [[60, 60, 80, 60, 80, 80]]}]  # of no category the file lists
   content["images"].append(dict(content["images"][0], id=1, file_name="000000000001.jpg"))
+  content["images"].append({"id": 2, "file_name": "000000000002.jpg", "width": 333, "height": 500})
+  content["annotations"].append({"id": 9007, "image_id": 2, "category_id": 1, "iscrowd": 0,
+                                 "bbox": [100.0, 200.0, 40.0, 80.0], "area": 3200.0,
+                                 "segmentation": [[100, 200, 140, 200, 140, 280, 100, 280]]})
   manual = tmp_path_factory.mktemp("coco_instances_manual")
   (manual / "annotations").mkdir()
   for split in ("train2017", "val2017"):
@@ -357,6 +363,8 @@ def coco_instances(tmp_path_factory):
     for image in fixture.glob("*.jpg"):
       (manual / split / image.name).symlink_to(image)
     (manual / split / "000000000001.jpg").symlink_to(fixture / "000000000785.jpg")
+    Image.open(fixture / "000000040083.jpg").transpose(Image.Transpose.TRANSPOSE).save(
+        manual / split / "000000000002.jpg")
   data_dir = str(tmp_path_factory.mktemp("coco_instances_tfds"))
   prepare.prepare("coco_instances", data_dir, str(manual))
   return data_dir, str(manual / "annotations" / "instances_val2017.json")
@@ -374,8 +382,8 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
   train, _ = sources.open_source("coco_instances", "train", data_dir)
   assert names == ["person", "bicycle"]
   examples = [validation[i] for i in range(len(validation))]
-  assert [e["image_id"] for e in examples] == [1, 785, 40083, 196141, 197388]
-  assert sorted(train[i]["image_id"] for i in range(len(train))) == [785, 40083, 196141, 197388]  # no empty image
+  assert [e["image_id"] for e in examples] == [1, 2, 785, 40083, 196141, 197388]
+  assert [train[i]["image_id"] for i in range(len(train))] == [2, 785, 40083, 196141, 197388]  # no empty image
   kept = 0
   for example in examples:
     image = truth.imgs[int(example["image_id"])]
@@ -394,7 +402,7 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
       np.testing.assert_array_equal(mask, truth.annToMask(annotation))
     assert not example["rles"][count:].any() and not example["boxes"][count:].any()
     kept += count
-  assert kept == 16  # the fixture's 14 people, the bicycle and the crowd region
+  assert kept == 17  # the fixture's 14 people, the bicycle, the crowd region and the turned image's person
 
   # The stored objects, given back as detections (labels -> COCO's category_id through the class set), score 1.0
   # against the file less the unusable boxes: every id survives the round trip.
@@ -410,6 +418,42 @@ def test_coco_instances_keeps_each_usable_object_with_its_box_class_crowd_flag_a
                   example["labels"][None], keep[None], [masks[keep]])
   stats = evaluator.evaluate(coco_api.coco_index(usable), ("bbox", "segm"))
   assert stats["bbox/AP"] == pytest.approx(1.0) and stats["segm/AP"] == pytest.approx(1.0)
+
+
+def test_coco_instances_records_each_images_orientation_for_the_buckets(coco_instances, objects_data_dir):
+  """Read from the builder's metadata (no image is read), split slices included; a dataset that records none is
+  one line."""
+  from hrnet_jax.data import sources  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  data_dir, _ = coco_instances
+  portrait = sources.PORTRAIT
+  assert sources.orientation_groups("coco_instances", "validation", data_dir).tolist() == [0, portrait, 0, 0, 0, 0]
+  assert sources.orientation_groups("coco_instances", "train", data_dir).tolist() == [portrait, 0, 0, 0, 0]
+  assert sources.orientation_groups("coco_instances", "validation[1:3]", data_dir).tolist() == [portrait, 0]
+  with pytest.raises(ValueError, match="dataset synthetic_objects records no image orientations, which "
+                                       "data.orientation_buckets needs"):
+    sources.orientation_groups("synthetic_objects", "train", objects_data_dir)
+
+
+def test_orientation_buckets_train_and_evaluate_each_orientation_in_its_own_canvas(coco_instances, tmp_path,
+                                                                                   caplog):
+  """The COCO configs' buckets at a small scale: landscape images in a 64 x 96 canvas, portrait ones in 96 x 64;
+  the train step is compiled once per canvas, evaluation visits every image once, and the run's box AP is
+  computed against the file (so each image's detections were mapped back from its own canvas)."""
+  data_dir, annotation_file = coco_instances
+  config = config_lib.load(os.path.join(REPO, "configs", "coco_detection.py:fcos_w18,tiny"), {
+      "data.name": "coco_instances", "data.data_dir": data_dir, "data.classes": "dataset",
+      "data.annotation_file": annotation_file, "data.image_scale": (96, 64), "data.canvas": (64, 96),
+      "data.orientation_buckets": True, "data.max_objects": 100, "model.overrides.num_classes": 2,
+      "total_steps": 3, "global_batch_size": 2, "eval_batch_size": 2, "log_every": 3, "checkpoint_every": 3,
+      "num_devices": 1})
+  with caplog.at_level("INFO"):
+    final = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  # 4 landscape training images make 2 batches of each epoch, the portrait one a batch of its own (repeated):
+  # 3 steps are one epoch, so both canvases are trained.
+  assert "3 steps (3 per epoch)" in caplog.text
+  assert re.search(r"train step for 64x96 images traced and lowered in \S+, compiled in", caplog.text)
+  assert re.search(r"train step for 96x64 images traced and lowered in \S+, compiled in", caplog.text)
+  assert final["count"] == 6 and final["undecodable"] == 0 and 0.0 <= final["bbox_AP"] <= 1.0
 
 
 def test_your_own_coco_file_brings_its_classes(coco_instances):

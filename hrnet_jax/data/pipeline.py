@@ -3,23 +3,26 @@
 The order comes from ``order`` (a pure function of (seed, step)); each example is augmented with the stateless seed
 (seed, its position in the stream), so a run resumed at any step, or run on any number of processes and devices,
 sees exactly the batches an uninterrupted single-process run would. Evaluation is padded to whole global batches
-with a ``mask`` so that every example counts exactly once.
+with a ``mask`` so that every example counts exactly once. With groups (orientation buckets), every batch holds one
+group's examples, made by that group's pipeline (its own preprocessing: its own canvas).
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import itertools
 import signal
 import threading
 import weakref
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from hrnet_jax.data import keep_tensorflow_on_the_host
-from hrnet_jax.data.order import global_positions, num_eval_batches, process_slice, train_indices
+from hrnet_jax.data.order import (GroupedOrder, global_positions, group_members, num_eval_batches, process_slice,
+                                  train_indices)
 
 keep_tensorflow_on_the_host(tf)
 
@@ -44,26 +47,30 @@ def _from_records(source: Sequence[Example], items: Callable[[], Iterator[tuple[
 
 
 class BatchIterator:
-  """NumPy batches from a tf.data pipeline, closable.
+  """NumPy batches from tf.data pipelines, closable: each batch from the pipeline that ``schedule`` names next
+  (one pipeline per group), or all from the only one.
 
   A tf.data iterator fed by a Python generator must be released before the interpreter shuts down, or TF's
   threads wait forever for the GIL: ``close()`` releases it, and every open iterator is closed at exit.
   """
 
-  def __init__(self, dataset: tf.data.Dataset):
-    self._iterator = dataset.as_numpy_iterator()
+  def __init__(self, datasets: tf.data.Dataset | Mapping[int, tf.data.Dataset],
+               schedule: Iterable[int] | None = None):
+    datasets = datasets if isinstance(datasets, Mapping) else {0: datasets}
+    self._iterators = {group: dataset.as_numpy_iterator() for group, dataset in datasets.items()}
+    self._schedule = iter(schedule) if schedule is not None else itertools.repeat(0)
     _OPEN_ITERATORS.add(self)
 
   def __iter__(self) -> "BatchIterator":
     return self
 
   def __next__(self) -> Example:
-    if self._iterator is None:
+    if self._iterators is None:
       raise StopIteration
-    return _holding_ctrl_c(self._iterator)
+    return _holding_ctrl_c(self._iterators[next(self._schedule)])
 
   def close(self) -> None:
-    self._iterator = None
+    self._iterators = None
     gc.collect()
 
 
@@ -131,60 +138,97 @@ def map_or_mark(dataset: tf.data.Dataset, fn: Callable[..., Example], keep: tupl
                             deterministic=True)
 
 
-def _finish(dataset: tf.data.Dataset, local_batch_size: int) -> BatchIterator:
+def _batched(dataset: tf.data.Dataset, local_batch_size: int) -> tf.data.Dataset:
   options = tf.data.Options()
   options.deterministic = True
   dataset = dataset.with_options(options).batch(local_batch_size, drop_remainder=True)
-  return BatchIterator(dataset.prefetch(tf.data.AUTOTUNE))
+  return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def train_iterator(source: Sequence[Example], preprocess: TrainPreprocess, *, global_batch_size: int, seed: int,
-                   start_step: int, process_index: int = 0, process_count: int = 1) -> BatchIterator:
-  """This process's share of global batches ``start_step``, ``start_step + 1``, ... (endless)."""
+def _per_group(preprocess: Any, groups: np.ndarray | None, num_examples: int) -> list:
+  """One preprocessing function per group (a single one when there are no groups)."""
+  if groups is None:
+    return [preprocess]
+  if len(groups) != num_examples:
+    raise ValueError(f"{len(groups)} examples have a group, but the source has {num_examples}")
+  preprocesses = list(preprocess)
+  if len(preprocesses) <= int(groups.max(initial=0)):
+    raise ValueError(f"{len(preprocesses)} preprocessing functions for {int(groups.max()) + 1} groups")
+  return preprocesses
+
+
+def train_iterator(source: Sequence[Example], preprocess: TrainPreprocess | Sequence[TrainPreprocess], *,
+                   global_batch_size: int, seed: int, start_step: int, process_index: int = 0,
+                   process_count: int = 1, groups: np.ndarray | None = None) -> BatchIterator:
+  """This process's share of global batches ``start_step``, ``start_step + 1``, ... (endless). With ``groups``
+  (each example's group), every global batch holds one group's examples (``order.GroupedOrder``), preprocessed by
+  that group's function in ``preprocess`` (a sequence, one per group)."""
   mine = process_slice(global_batch_size, process_index, process_count)
+  preprocesses = _per_group(preprocess, groups, len(source))
 
-  def records():
-    step = start_step
+  def batch_order() -> Callable[[int], tuple[int, np.ndarray]]:
+    """(group, dataset indices) of a step; each reader of the order gets its own (the pipelines run in threads)."""
+    if groups is None:
+      return lambda step: (0, train_indices(len(source), global_batch_size, seed, step))
+    return GroupedOrder(groups, global_batch_size, seed).batch
+
+  def records(group):
+    batch_at, step = batch_order(), start_step
     while True:
-      indices = train_indices(len(source), global_batch_size, seed, step)[mine]
-      for position, index in zip(global_positions(step, global_batch_size)[mine], indices):
-        yield position, {**source[int(index)], "_position": np.int64(position)}
+      batch_group, indices = batch_at(step)
+      if batch_group == group:
+        for position, index in zip(global_positions(step, global_batch_size)[mine], indices[mine]):
+          yield position, {**source[int(index)], "_position": np.int64(position)}
       step += 1
-
-  dataset = _from_records(source, records, {"_position": tf.TensorSpec((), tf.int64)})
-
-  def augment(example):
-    position = example.pop("_position")
-    return preprocess(example, tf.stack([tf.constant(seed, tf.int64), position]))
 
   def with_mask(example):
     mask = example.pop("decoded")  # losses average over the examples that decoded
     return {**example, "mask": mask}
 
-  return _finish(map_or_mark(dataset, augment).map(with_mask), mine.stop - mine.start)
+  def pipeline(group):
+    dataset = _from_records(source, lambda: records(group), {"_position": tf.TensorSpec((), tf.int64)})
+
+    def augment(example):
+      position = example.pop("_position")
+      return preprocesses[group](example, tf.stack([tf.constant(seed, tf.int64), position]))
+
+    return _batched(map_or_mark(dataset, augment).map(with_mask), mine.stop - mine.start)
+
+  present = [0] if groups is None else [g for g, members in enumerate(group_members(groups)) if len(members)]
+  schedule_order = batch_order()
+  return BatchIterator({group: pipeline(group) for group in present},
+                       (schedule_order(step)[0] for step in itertools.count(start_step)))
 
 
-def eval_iterator(source: Sequence[Example], preprocess: EvalPreprocess, *, global_batch_size: int,
-                  process_index: int = 0, process_count: int = 1) -> BatchIterator:
-  """One pass over ``source`` in order, padded to whole global batches; ``mask`` is 0 on padding."""
+def eval_iterator(source: Sequence[Example], preprocess: EvalPreprocess | Sequence[EvalPreprocess], *,
+                  global_batch_size: int, process_index: int = 0, process_count: int = 1,
+                  groups: np.ndarray | None = None) -> BatchIterator:
+  """One pass over ``source`` in order, padded to whole global batches; ``mask`` is 0 on padding. With ``groups``,
+  each group's examples in turn, each group padded to whole batches and preprocessed by its function."""
   mine = process_slice(global_batch_size, process_index, process_count)
-  num_batches = num_eval_batches(len(source), global_batch_size)
+  preprocesses = _per_group(preprocess, groups, len(source))
+  members = [np.arange(len(source))] if groups is None else group_members(groups)
 
-  def records():
-    for step in range(num_batches):
+  def records(indices):
+    for step in range(num_eval_batches(len(indices), global_batch_size)):
       for position in global_positions(step, global_batch_size)[mine]:
-        valid = position < len(source)
-        # Padding repeats example 0 (any valid example keeps the preprocessing well-defined) with mask 0.
-        record = source[int(position) if valid else 0]
-        yield position, {**record, "_valid": np.float32(valid), "_index": np.int64(position)}
+        valid = position < len(indices)
+        # Padding repeats the group's first example (a valid one keeps the preprocessing well-defined), mask 0.
+        index = int(indices[position if valid else 0])
+        yield position, {**source[index], "_valid": np.float32(valid), "_index": np.int64(index)}
 
   extra = {"_valid": tf.TensorSpec((), tf.float32), "_index": tf.TensorSpec((), tf.int64)}
-  dataset = _from_records(source, records, extra)
 
   def with_mask(example):
     valid, decoded, index = example.pop("_valid"), example.pop("decoded"), example.pop("_index")
     # Padding and undecodable examples are masked out; undecodable ones are counted, so none is lost silently.
     return {**example, "index": index, "mask": valid * decoded, "undecodable": valid * (1 - decoded)}
 
-  dataset = map_or_mark(dataset, preprocess, keep=("_valid", "_index"))
-  return _finish(dataset.map(with_mask), mine.stop - mine.start)
+  def pipeline(group):
+    dataset = _from_records(source, lambda: records(members[group]), extra)
+    dataset = map_or_mark(dataset, preprocesses[group], keep=("_valid", "_index"))
+    return _batched(dataset.map(with_mask), mine.stop - mine.start)
+
+  present = [group for group, indices in enumerate(members) if len(indices)]
+  schedule = [group for group in present for _ in range(num_eval_batches(len(members[group]), global_batch_size))]
+  return BatchIterator({group: pipeline(group) for group in present}, schedule)

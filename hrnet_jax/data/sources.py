@@ -6,6 +6,7 @@ import functools
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from hrnet_jax import files, tasks
@@ -94,3 +95,27 @@ def _open_image_folder(split: str, data_dir: str | None) -> tuple[image_folder.I
     raise DatasetNotFoundError(f"{data_dir} has no split folder {split!r} (it has {splits}); expected {layout}")
   source = image_folder.ImageFolderSource(data_dir, split)
   return source, source.class_names
+
+
+PORTRAIT = 1  # the group of an image that is not wider than high (MMDetection's ``flag``: 1 when w / h > 1)
+
+
+def orientation_group(width: int, height: int) -> int:
+  """0 for an image wider than high, else ``PORTRAIT``."""
+  return 0 if width > height else PORTRAIT
+
+
+def orientation_groups(name: str, split: str, data_dir: str | None = None,
+                       manual_dir: str | None = None) -> np.ndarray:
+  """Each example's orientation group (0: wider than high, ``PORTRAIT`` otherwise) in ``split`` (tfds slicing
+  included), from what the builder recorded when it prepared the dataset (``landscape``: one '1' or '0' per
+  example of each split), so that no image is read to learn it."""
+  dataset = builder(name, data_dir, manual_dir)
+  recorded = (dataset.info.metadata or {}).get("landscape")
+  if not recorded:
+    raise ValueError(f"dataset {name} records no image orientations, which data.orientation_buckets needs; prepare "
+                     "it again with this version (python -m hrnet_jax.data.prepare), or set "
+                     "data.orientation_buckets=False")
+  parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(dataset.info.splits)
+  flags = "".join(recorded[part.splitname][part.from_:part.to] for part in parts)
+  return np.where(np.frombuffer(flags.encode(), np.uint8) == ord("1"), 0, PORTRAIT).astype(np.int32)

@@ -57,11 +57,9 @@ class TrainState(flax.struct.PyTreeNode):
   ema_params: Any  # {} when EMA is off
 
 
-def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
-  """(total optimizer steps, steps per epoch)."""
-  steps_per_epoch = max(num_train_examples // config.global_batch_size, 1)
-  total = config.total_steps or int(round(config.num_epochs * steps_per_epoch))
-  return total, steps_per_epoch
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """Total optimizer steps: ``config.total_steps``, else ``config.num_epochs`` epochs."""
+  return config.total_steps or int(round(config.num_epochs * steps_per_epoch))
 
 
 class _Preemption:
@@ -264,7 +262,7 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, 
   try:
     for index, local_batch in enumerate(iterator):
       if index == 0 and check_recipe:
-        check_batch(local_batch, task.batch_keys()[1], task.config.data.preprocess, task.name, "evaluation")
+        check_batch(local_batch, task.batch_keys(like=local_batch)[1], task.config.data.preprocess, task.name, "evaluation")
       sums, examples, batch_previews = eval_step(variables, sharding.global_batch(local_batch, mesh))
       if index == 0 and previews is not None:
         previews.extend(_draw_previews(task, local_batch, batch_previews))
@@ -404,7 +402,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   evaluation = data_inputs.create_eval_input(config, process_index=jax.process_index(),
                                              process_count=jax.process_count(), eval_source=task.eval_source())
   task.check_dataset(train_source[1])
-  steps, steps_per_epoch = total_steps(config, len(train_source[0]))
+  steps_per_epoch = data_inputs.steps_per_epoch(config, len(train_source[0]))
+  steps = total_steps(config, steps_per_epoch)
   schedule = optim.learning_rate_schedule(config, steps, steps_per_epoch)
   tx = optim.create_optimizer(config, schedule)
 
@@ -442,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       evaluation=evaluation)
     cleanup.callback(inputs.train.close)
     first_batch = next(inputs.train)
-    check_batch(first_batch, task.batch_keys()[0], config.data.preprocess, task.name, "training")
+    check_batch(first_batch, task.batch_keys(like=first_batch)[0], config.data.preprocess, task.name, "training")
     if not start_step:
       state = compilation.run_once(create_state, jax.random.key(config.seed), out_shardings=replicated)
       overviews = [f"initialised (seed {config.seed})", _parameter_overview(state)]
@@ -473,17 +472,31 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
           writer) -> dict[str, float]:
   """Compiles the steps and trains from ``start_step`` to ``steps`` (or a SIGTERM); the last eval's metrics with
   their ``step``."""
-  train_step = make_train_step(model, task, tx, schedule, config, mesh)
+  jitted_train_step = make_train_step(model, task, tx, schedule, config, mesh)
   eval_step = make_eval_step(model, task, mesh, config.preview_images)
+  bucketed = len(tasks.recipes()[config.data.preprocess].buckets(config.data)) > 1
+  compiled_steps: dict[tuple[int, ...], Any] = {}  # by image shape: one per orientation bucket
+  compile_seconds = 0.0  # since the last log row, written there
+
+  def compiled_step(state, batch):
+    """The train step compiled for this batch's image shape, compiled (or loaded) on first sight."""
+    nonlocal compile_seconds
+    shape = batch["image"].shape
+    if shape not in compiled_steps:
+      lower_start = time.perf_counter()
+      lowered = jitted_train_step.lower(state, batch)
+      compile_start = time.perf_counter()
+      compiled_steps[shape], from_cache = compilation.compile_noting_the_cache(lowered)
+      seconds = time.perf_counter() - compile_start
+      compile_seconds += seconds
+      # Tracing and lowering run in Python on every start; the persistent cache spares only the compilation.
+      logging.info("train step%s traced and lowered in %.1fs, %s in %.1fs",
+                   f" for {shape[1]}x{shape[2]} images" if bucketed else "", compile_start - lower_start,
+                   "loaded from the compilation cache" if from_cache else "compiled", seconds)
+    return compiled_steps[shape]
+
   batch = sharding.global_batch(first_batch, mesh)
-  lower_start = time.perf_counter()
-  lowered = train_step.lower(state, batch)
-  compile_start = time.perf_counter()
-  train_step, from_cache = compilation.compile_noting_the_cache(lowered)
-  compile_seconds = time.perf_counter() - compile_start
-  # Tracing and lowering run in Python on every start; the persistent cache spares only the compilation.
-  logging.info("train step traced and lowered in %.1fs, %s in %.1fs", compile_start - lower_start,
-               "loaded from the compilation cache" if from_cache else "compiled", compile_seconds)
+  compiled_step(state, batch)
   if jax.process_count() > 1:
     # The first step starts the CPU collectives (gloo), whose set-up waits 30 s at most for every process: longer
     # than one process's compilation takes when another loaded the step from the compilation cache. So every
@@ -517,7 +530,7 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
       if interruption.received:
         raise KeyboardInterrupt  # one that a callback swallowed
       profiler.before(step)
-      state, metrics = train_step(state, batch)
+      state, metrics = compiled_step(state, batch)(state, batch)
       step += 1
       profiler.after(step, state)
       pending_checks.append((step, metrics))
@@ -539,8 +552,8 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
                                                            times)
         means.update(times)
         means["train/undecodable"] = float(np.sum([m["undecodable"] for m in interval_metrics]))
-        if compile_seconds is not None:  # in the first row of this process, not a row of its own
-          means["train/compile_seconds"], compile_seconds = compile_seconds, None
+        if compile_seconds:  # in the row of the interval it happened in, not a row of its own
+          means["train/compile_seconds"], compile_seconds = compile_seconds, 0.0
         if means["train/undecodable"]:
           logging.warning("%d training images in steps %d-%d could not be decoded (TensorFlow logged why); they "
                           "carried no loss", means["train/undecodable"], step - len(interval_metrics) + 1, step)

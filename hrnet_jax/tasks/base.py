@@ -62,9 +62,16 @@ class Task(abc.ABC):
   def output_count(self) -> int | None:
     return factory.output_count(self.name, self.config.model.overrides)
 
-  def batch_keys(self) -> tuple[KeySpecs, KeySpecs]:
-    """(train, eval) keys of the batches of this run's recipe (``config.data.preprocess``), as it declares them."""
-    return tasks.recipes()[self.config.data.preprocess].batch_keys(self.config.data)
+  def batch_keys(self, like: Batch | None = None) -> tuple[KeySpecs, KeySpecs]:
+    """(train, eval) keys of the batches of this run's recipe (``config.data.preprocess``), as it declares them:
+    with orientation buckets, of the bucket whose images have the shape of ``like``'s (else of the first)."""
+    recipe = tasks.recipes()[self.config.data.preprocess]
+    declared = [recipe.batch_keys(data) for data in recipe.buckets(self.config.data)]
+    if like is not None:
+      for keys in declared:
+        if tuple(like["image"].shape[1:]) in (keys[0]["image"].shape, keys[1]["image"].shape):
+          return keys
+    return declared[0]
 
   def create_model(self) -> nn.Module:
     model = self.config.model

@@ -91,14 +91,25 @@ class Recipe:
     EvalPreprocess), usually a "module:function" reference into the task's ``recipes.py``.
   keys: ``(config.data) -> (train keys, eval keys)``: what one example of each holds after preprocessing.
   defaults: every ``config.data`` key the recipe reads, with its default (``config_lib.base_config`` adds them).
+  portrait: for a recipe with orientation buckets (``data.orientation_buckets``: each batch holds only landscape or
+    only portrait images, as MMDetection's ``GroupSampler``), ``(config.data) -> config.data`` of the portrait
+    images' batches (another canvas); the landscape ones read ``config.data`` itself.
   """
   name: str
   make: Ref
   keys: Callable[[ml_collections.ConfigDict], tuple[KeySpecs, KeySpecs]]
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  portrait: Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict] | None = None
 
   def build(self, data: ml_collections.ConfigDict) -> tuple[Callable, Callable]:
     return resolve(self.make)(data)
+
+  def buckets(self, data: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+    """The ``config.data`` of each orientation group (``sources.orientation_groups``: landscape, portrait) when the
+    run buckets its batches by orientation, else ``[data]``."""
+    if self.portrait is None or not data.get("orientation_buckets"):
+      return [data]
+    return [data, self.portrait(data)]
 
   def data_config(self, **values: Any) -> ml_collections.ConfigDict:
     """A ``config.data`` for this recipe alone: its defaults, with ``values`` on top (for tests and tools)."""

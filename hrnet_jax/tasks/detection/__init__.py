@@ -27,13 +27,23 @@ def _keys(data):
   return train, evaluation
 
 
+def _portrait(data):
+  """The portrait images' canvas is the landscape one turned: (h, w) -> (w, h)."""
+  portrait = data.copy_and_resolve_references()
+  portrait.canvas = tuple(data.canvas)[::-1]
+  return portrait
+
+
 # MMDetection's COCO pipeline (recipes.Detection); the defaults fit the synthetic objects (128 x 128).
 DETECTION = Recipe(
-    "detection", make="hrnet_jax.tasks.detection.recipes:detection", keys=_keys,
+    "detection", make="hrnet_jax.tasks.detection.recipes:detection", keys=_keys, portrait=_portrait,
     defaults={"classes": "synthetic_objects",  # the class set (label_sets.CLASS_SETS), or "dataset": its own
               "image_scale": (128, 128),  # MMDetection's img_scale (long, short): COCO (1333, 800)
               "short_sides": (),  # training draws the short side from these (multi-scale); () uses image_scale's
               "canvas": (128, 128),  # every image is padded into this (h, w)
+              # Batches of landscape images only (in canvas) or portrait ones only (in canvas turned, (w, h)), as
+              # MMDetection's GroupSampler: COCO's canvas (800, 1344) instead of one of (1344, 1344) for both.
+              "orientation_buckets": False,
               "max_objects": 8,  # the dataset's padded object count
               "flip": True,
               "bgr": False,  # channel order BGR (MMDetection's HRNet FCOS configs), else RGB

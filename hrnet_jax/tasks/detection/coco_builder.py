@@ -13,7 +13,8 @@ wide or high is dropped; the others keep their absolute box
 (``[x, y, x + w, y + h]``, no "+1"), the contiguous label (the file's categories in ``id`` order: COCO's 80 give
 0..79), ``iscrowd`` (crowd regions are ignored in training and evaluation), the float area, the annotation id and
 the instance mask (polygons and RLE, as pycocotools' ``annToRLE``, stored as compressed RLE ``counts``). The class
-names and ``category_id``s are kept in the dataset's metadata. ``validation`` keeps every image (the evaluation set
+names and ``category_id``s are kept in the dataset's metadata, and each image's orientation (``landscape``: wider
+than high, from the file's sizes) for the orientation buckets. ``validation`` keeps every image (the evaluation set
 is the whole file); ``train`` keeps the images with at least one annotation, as MMDetection's ``filter_empty_gt``.
 """
 
@@ -94,16 +95,18 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
       if self.info.metadata.setdefault("category_ids", ids) != ids:
         raise ValueError(f"{path} has other categories than the other split's: {names}")
       self.info.metadata["class_names"] = names
-      splits[split] = self._generate_examples(coco, image_dir, split == "train",
+      image_ids = [i for i in sorted(coco.imgs) if split != "train" or coco.imgToAnns.get(i)]
+      # Each stored example's orientation, in storage order, for the orientation buckets (sources.orientation_groups).
+      self.info.metadata.setdefault("landscape", {})[split] = "".join(
+          "1" if coco.imgs[i]["width"] > coco.imgs[i]["height"] else "0" for i in image_ids)
+      splits[split] = self._generate_examples(coco, image_dir, image_ids,
                                               {category_id: label for label, category_id in enumerate(ids)})
     return splits
 
-  def _generate_examples(self, coco: COCO, image_dir: str, annotated_only: bool,
+  def _generate_examples(self, coco: COCO, image_dir: str, image_ids: list[int],
                          labels: dict[int, int]) -> Iterator[tuple[int, dict]]:
     truncated = 0
-    for image_id in sorted(coco.imgs):
-      if annotated_only and not coco.imgToAnns.get(image_id):
-        continue
+    for image_id in image_ids:
       image = coco.imgs[image_id]
       objects, more = image_objects(coco, image, labels)
       truncated += more

@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from hrnet_jax import files, tasks
+from hrnet_jax.data import sources
 from hrnet_jax.data.image_ops import reporting_failures
 from hrnet_jax.engine import metric_writer, weights
 from hrnet_jax.tasks.detection import draw
@@ -33,7 +34,9 @@ def _image_id(path: str, index: int) -> int:
 def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: list[str],
                   options: PredictOptions) -> Prediction:
   task, model, variables = weights.load_for_inference(config, checkpoint)
-  evaluate = tasks.recipes()[config.data.preprocess].build(config.data)[1]
+  recipe = tasks.recipes()[config.data.preprocess]
+  # One preprocessing per orientation bucket: a portrait image goes into the portrait canvas.
+  evaluates = [recipe.build(data)[1] for data in recipe.buckets(config.data)]
   count = config.data.max_objects
   no_objects = {"num_objects": np.int32(0), "boxes": np.zeros((count, 4), np.float32),
                 "labels": np.zeros(count, np.int64), "is_crowd": np.zeros(count, bool),
@@ -49,7 +52,8 @@ def predict_boxes(config: ml_collections.ConfigDict, checkpoint: str, paths: lis
   for index, path in enumerate(metric_writer.progress(paths, "detecting objects")):
     with reporting_failures(path, errors):
       encoded = files.path(path).read_bytes()
-      example = evaluate({"image": tf.constant(encoded), "image_id": np.int64(0), **no_objects})
+      group = sources.orientation_group(*Image.open(io.BytesIO(encoded)).size) if len(evaluates) > 1 else 0
+      example = evaluates[group]({"image": tf.constant(encoded), "image_id": np.int64(0), **no_objects})
     if path in errors:
       continue
     batch = {key: example[key].numpy()[None] for key in ("image", "image_size")}
