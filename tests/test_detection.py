@@ -578,18 +578,24 @@ def test_tiny_centernet_trains_far_above_its_start(objects_data_dir, tmp_path):
 
 
 def test_predict_draws_boxes_on_a_real_image_and_writes_coco_results(trained_detection_run, tmp_path):
+  """With orientation buckets, as the COCO configs: the landscape image in a 96 x 128 canvas, the same image turned
+  (portrait, which that canvas cannot hold) in 128 x 96."""
   config, workdir, _ = trained_detection_run
   image = shared_path("data", "coco", "000000000785.jpg")
+  turned = tmp_path / "000000000002.jpg"
+  Image.open(image).transpose(Image.Transpose.TRANSPOSE).save(turned)
   result = run_module("predict", f"--config={REPO}/configs/coco_detection.py:fcos_w18,tiny", f"--checkpoint={workdir}",
                       f"--config.data.data_dir={config.data.data_dir}", f"--output_dir={tmp_path}",
-                      "--config.detection_test.score_threshold=0.01", str(image))
+                      "--config.detection_test.score_threshold=0.01", "--config.data.orientation_buckets=true",
+                      "--config.data.canvas=(96, 128)", str(image), str(turned))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "detecting objects: 1/1 (100%)" in result.stderr
+  assert "detecting objects: 2/2 (100%)" in result.stderr
   results = json.loads((tmp_path / "coco_results.json").read_text())
-  assert results and {r["image_id"] for r in results} == {785}  # the COCO file name's id
+  assert {r["image_id"] for r in results} == {785, 2}  # the COCO file names' ids
   assert {r["category_id"] for r in results} <= {1, 2, 3, 4}
-  boxes = np.array([r["bbox"] for r in results])
-  assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 640.01).all()  # in the 640 x 425 image
-  assert (boxes[:, 1] + boxes[:, 3] <= 425.01).all() and boxes[:, 2:].max() > 128  # beyond the model's 128 px
-  with Image.open(tmp_path / "000000000785_boxes.png") as drawn:
-    assert drawn.size == (640, 425)
+  for image_id, (width, height) in ((785, (640, 425)), (2, (425, 640))):
+    boxes = np.array([r["bbox"] for r in results if r["image_id"] == image_id])
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= width + 0.01).all()  # inside the image
+    assert (boxes[:, 1] + boxes[:, 3] <= height + 0.01).all() and boxes[:, 2:].max() > 128  # beyond 128 px
+    with Image.open(tmp_path / f"{image_id:012d}_boxes.png") as drawn:
+      assert drawn.size == (width, height)
