@@ -1,15 +1,18 @@
 """A Google Cloud Storage server on 127.0.0.1 for tests (``gcp-storage-emulator``, in a thread of the test process),
 and the environment that points every client a run uses at it: ``etils.epath`` through gcsfs, TensorStore (Orbax's
-arrays) and google-cloud-storage. No network, no credentials.
+arrays), google-cloud-storage and ArrayRecord's reader (google-cloud-cpp: the datasets' records). No network, no
+credentials.
 
 TensorFlow's own GCS file system has Google's address built in and cannot be pointed anywhere else, so ``epath`` is
-told to use gcsfs (``EPATH_USE_TF=false``); the datasets, read by tfds through TensorFlow, stay on the local disk.
+told to use gcsfs (``EPATH_USE_TF=false``); tfds reads a dataset's metadata through ``epath`` and its records through
+ArrayRecord, so no TensorFlow file access is left to point.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from http import HTTPStatus
@@ -69,6 +72,23 @@ def _with_generations(handler, reads: bool):
   return conditional
 
 
+def _with_suffix_ranges(handler):
+  """``handler`` answering a suffix range (``Range: bytes=-N``, the last N bytes: how ArrayRecord's GCS reader reads
+  a file's footer), which the emulator would answer with the whole object."""
+  def ranged(request, response, storage, *args, **kwargs):
+    suffix = re.fullmatch(r"\s*bytes=-(\d+)\s*", request.get_header("range", "") or "")
+    if suffix:
+      try:
+        size = len(storage.get_file(request.params["bucket_name"], request.params["object_id"]))
+      except NotFound:
+        size = 0  # the handler answers 404
+      headers = request._request_handler.headers  # pylint: disable=protected-access
+      del headers["Range"]
+      headers["Range"] = f"bytes={max(size - int(suffix.group(1)), 0)}-"
+    return handler(request, response, storage, *args, **kwargs)
+  return ranged
+
+
 _MOVE_ROUTES = tuple((rf"^{prefix}/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)/moveTo/o/"
                       r"(?P<dest_object_id>.*[^/]+)$", {server.POST: _move})
                      for prefix in (server.settings.API_ENDPOINT, ""))
@@ -77,6 +97,7 @@ _MOVE_ROUTES = tuple((rf"^{prefix}/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*
 def environment(endpoint: str) -> dict[str, str]:
   """The variables that send a process's GCS traffic to ``endpoint``."""
   return {"EPATH_USE_TF": "false", "STORAGE_EMULATOR_HOST": endpoint, "TENSORSTORE_GCS_HTTP_URL": endpoint,
+          "CLOUD_STORAGE_EMULATOR_ENDPOINT": endpoint,
           "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake",
           # gcsfs would otherwise ask the bucket's type before every call, and cache listings that TensorStore's
           # writes make stale.
@@ -89,7 +110,7 @@ def running() -> Iterator[str]:
   global _patched  # pylint: disable=global-statement  (the emulator's routes are module state too)
   if not _patched:
     _patched = True
-    replaced = {objects.download: _with_generations(objects.download, reads=True),
+    replaced = {objects.download: _with_suffix_ranges(_with_generations(objects.download, reads=True)),
                 objects.insert: _with_generations(objects.insert, reads=False),
                 objects.delete: _with_generations(objects.delete, reads=False)}
     objects.download = replaced[objects.download]  # also what ``get`` calls for ``alt=media``

@@ -85,17 +85,18 @@ def bucket(fake_gcs_endpoint):
 
 def test_a_run_on_remote_storage_is_killed_resumes_and_ends_bit_exact(data_dir, tmp_path, one_device_run,
                                                                        fake_gcs_endpoint, bucket):
-  """The demo run with its workdir and ``init_from`` on a GCS server (``gs://``), SIGKILLed after its first
+  """The demo run with its workdir, dataset and ``init_from`` on a GCS server (``gs://``), SIGKILLed after its first
   checkpoint and run again: it resumes from the bucket and ends as the same run on a local disk, bit for bit; the
-  folder it runs in stays empty. (The dataset stays local: see ``fake_gcs``.)"""
+  folder it runs in stays empty."""
   bucket.put(os.path.join(one_device_run, "checkpoints"), f"{fake_gcs.BUCKET}/init", recursive=True)
+  bucket.put(os.path.join(data_dir, "synthetic_shapes"), f"{fake_gcs.BUCKET}/tfds/synthetic_shapes", recursive=True)
   remote, local = f"gs://{fake_gcs.BUCKET}/run", str(tmp_path / "local")
   cwd = tmp_path / "cwd"
   cwd.mkdir()
   env = fake_gcs.environment(fake_gcs_endpoint)
 
-  def run(workdir, init_from):
-    return run_float64(workdir, data_dir, devices=1, env=env, cwd=str(cwd), init_from=init_from,
+  def run(workdir, init_from, dataset=f"gs://{fake_gcs.BUCKET}/tfds"):
+    return run_float64(workdir, dataset, devices=1, env=env, cwd=str(cwd), init_from=init_from,
                        eval_at_start=True, checkpoint_every=2)
 
   killed = run(remote, f"gs://{fake_gcs.BUCKET}/init")
@@ -105,8 +106,10 @@ def test_a_run_on_remote_storage_is_killed_resumes_and_ends_bit_exact(data_dir, 
   killed.send_signal(signal.SIGKILL)
   assert killed.wait() == -signal.SIGKILL, output[-3000:]
   assert not bucket.exists(f"{fake_gcs.BUCKET}/run/checkpoints/8"), "killed too late to test anything"
-  assert re.search(r"resumed from step [46] in gs://", finish(run(remote, f"gs://{fake_gcs.BUCKET}/init")))
-  finish(run(local, os.path.join(one_device_run, "checkpoints")))
+  resumed = finish(run(remote, f"gs://{fake_gcs.BUCKET}/init"))
+  assert re.search(r"resumed from step [46] in gs://", resumed)
+  assert f"Load dataset info from gs://{fake_gcs.BUCKET}/tfds/synthetic_shapes" in resumed
+  finish(run(local, os.path.join(one_device_run, "checkpoints"), dataset=data_dir))
   assert os.listdir(cwd) == []
 
   copy = str(tmp_path / "copy")  # what the comparison reads (a whole-run download took minutes on the emulator)
