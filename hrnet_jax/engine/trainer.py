@@ -262,7 +262,8 @@ def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, 
   try:
     for index, local_batch in enumerate(iterator):
       if index == 0 and check_recipe:
-        check_batch(local_batch, task.batch_keys(like=local_batch)[1], task.config.data.preprocess, task.name, "evaluation")
+        check_batch(local_batch, task.batch_keys(like=local_batch)[1], task.config.data.preprocess, task.name,
+                    "evaluation")
       sums, examples, batch_previews = eval_step(variables, sharding.global_batch(local_batch, mesh))
       if index == 0 and previews is not None:
         previews.extend(_draw_previews(task, local_batch, batch_previews))
@@ -493,15 +494,16 @@ def _loop(config, model, task, tx, schedule, mesh, state, start_step, steps, fir
       logging.info("train step%s traced and lowered in %.1fs, %s in %.1fs",
                    f" for {shape[1]}x{shape[2]} images" if bucketed else "", compile_start - lower_start,
                    "loaded from the compilation cache" if from_cache else "compiled", seconds)
+      if jax.process_count() > 1:
+        # The first step starts the CPU collectives (gloo), whose set-up waits 30 s at most for every process:
+        # longer than one process's compilation takes when another loaded the step from the compilation cache. So
+        # every process waits here first, on the coordination service (no device collective); every process meets
+        # a new shape at the same step (the data order is global).
+        ocp.multihost.sync_global_processes(f"hrnet_jax: the train step for {shape} is compiled")
     return compiled_steps[shape]
 
   batch = sharding.global_batch(first_batch, mesh)
   compiled_step(state, batch)
-  if jax.process_count() > 1:
-    # The first step starts the CPU collectives (gloo), whose set-up waits 30 s at most for every process: longer
-    # than one process's compilation takes when another loaded the step from the compilation cache. So every
-    # process waits here first, on the coordination service (no device collective).
-    ocp.multihost.sync_global_processes("hrnet_jax: the train step is compiled")
 
   preemption, interruption = _Preemption(), _Interruption()
   progress = metric_writer.Progress(steps, config.global_batch_size, start_step)
