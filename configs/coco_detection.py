@@ -32,8 +32,9 @@ images resized to (1333, 800) keeping the ratio, flipped, RGB; batch 16, SGD lr 
 1e-4 on every parameter, no gradient clipping, a linear warm-up of 500 steps from 0.001 of the rate, x0.1 at epochs
 8 and 11 of 12 (2x: 16 and 22 of 24); the backbone's BatchNorm frozen. MMDetection v2 conventions (no "+1" in box
 widths, aligned RoIAlign, L1 box losses); not as MMDetection: RoIAlign samples 2 x 2 points per bin, not its
-adaptive count (static shapes), and the fixed canvas of each orientation (800 x 1344 or 1344 x 800). COCO val2017 box AP of MMDetection v2's models
-(W48: the official HRNet-Object-Detection fork's, whose 2x steps at epochs 20 and 23):
+adaptive count (static shapes), and the fixed canvas of each orientation (800 x 1344 or 1344 x 800). COCO val2017
+box AP of MMDetection v2's models (W48: the official HRNet-Object-Detection fork's, whose 2x steps at epochs 20 and
+23):
 
     config                 1x     2x
     faster_rcnn_w18        36.9   38.9
@@ -163,7 +164,8 @@ def get_config(arg=None):
            for two_stage in TWO_STAGE},
         "centernet": {"head": head, "num_classes": 4, "centernet_channels": 32}}[head]
     config.data.update(name="synthetic_objects", classes="synthetic_objects", image_scale=(128, 128),
-                       canvas=(128, 128), orientation_buckets=False, max_objects=8, short_sides=(), bgr=False, annotation_file="", mask_size=56)
+                       canvas=(128, 128), orientation_buckets=False, max_objects=8, short_sides=(), bgr=False,
+                       annotation_file="", mask_size=56)
     config.global_batch_size = 16
     config.eval_batch_size = 64
     config.num_epochs = 4

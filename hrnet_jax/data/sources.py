@@ -107,15 +107,15 @@ def orientation_group(width: int, height: int) -> int:
 
 def orientation_groups(name: str, split: str, data_dir: str | None = None,
                        manual_dir: str | None = None) -> np.ndarray:
-  """Each example's orientation group (0: wider than high, ``PORTRAIT`` otherwise) in ``split`` (tfds slicing
-  included), from what the builder recorded when it prepared the dataset (``landscape``: one '1' or '0' per
-  example of each split), so that no image is read to learn it."""
+  """Each example's orientation group (``orientation_group``) in ``split`` (tfds slicing included), from what the
+  builder recorded when it prepared the dataset (``orientation_groups``: a string of one digit per example of each
+  split), so that no image is read to learn it."""
   dataset = builder(name, data_dir, manual_dir)
-  recorded = (dataset.info.metadata or {}).get("landscape")
+  recorded = (dataset.info.metadata or {}).get("orientation_groups")
   if not recorded:
     raise ValueError(f"dataset {name} records no image orientations, which data.orientation_buckets needs; prepare "
                      "it again with this version (python -m hrnet_jax.data.prepare), or set "
                      "data.orientation_buckets=False")
   parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(dataset.info.splits)
   flags = "".join(recorded[part.splitname][part.from_:part.to] for part in parts)
-  return np.where(np.frombuffer(flags.encode(), np.uint8) == ord("1"), 0, PORTRAIT).astype(np.int32)
+  return (np.frombuffer(flags.encode(), np.uint8) - ord("0")).astype(np.int32)

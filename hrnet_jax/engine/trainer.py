@@ -252,9 +252,10 @@ def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: in
 def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, check_recipe: bool = True,
              total_examples: int | None = None, previews: list[Image.Image] | None = None) -> dict[str, float]:
   """One exact pass over the eval set: masked sums accumulated on the host in 64 bits, and the task's
-  per-example arrays of the valid examples given to its collector batch by batch, in data order. The first batch is checked against what the
-  config's recipe declares (``check_recipe``; off for batches made by hand). With ``total_examples``, progress
-  lines with an ETA; ``previews`` (a list) receives the pictures of the eval step's previews of the first batch."""
+  per-example arrays of the valid examples given to its collector batch by batch, in the pipeline's order (the
+  split's, or each orientation's in turn). The first batch is checked against what the config's recipe declares
+  (``check_recipe``; off for batches made by hand). With ``total_examples``, progress lines with an ETA;
+  ``previews`` (a list) receives the pictures of the eval step's previews of the first batch."""
   totals: dict[str, np.ndarray] = {}
   collector = task.example_collector()
   progress = metric_writer.EvalProgress(total_examples, task.config.eval_batch_size)

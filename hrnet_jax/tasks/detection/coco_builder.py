@@ -13,8 +13,8 @@ wide or high is dropped; the others keep their absolute box
 (``[x, y, x + w, y + h]``, no "+1"), the contiguous label (the file's categories in ``id`` order: COCO's 80 give
 0..79), ``iscrowd`` (crowd regions are ignored in training and evaluation), the float area, the annotation id and
 the instance mask (polygons and RLE, as pycocotools' ``annToRLE``, stored as compressed RLE ``counts``). The class
-names and ``category_id``s are kept in the dataset's metadata, and each image's orientation (``landscape``: wider
-than high, from the file's sizes) for the orientation buckets. ``validation`` keeps every image (the evaluation set
+names and ``category_id``s are kept in the dataset's metadata, and each image's orientation group (from the file's
+sizes) for the orientation buckets. ``validation`` keeps every image (the evaluation set
 is the whole file); ``train`` keeps the images with at least one annotation, as MMDetection's ``filter_empty_gt``.
 """
 
@@ -29,6 +29,7 @@ from absl import logging
 from pycocotools.coco import COCO
 
 from hrnet_jax import coco_api
+from hrnet_jax.data import sources
 from hrnet_jax.tasks.detection.builder import object_features
 
 MAX_OBJECTS = 100  # COCO 2017 has at most 93 annotations in an image
@@ -96,9 +97,9 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
         raise ValueError(f"{path} has other categories than the other split's: {names}")
       self.info.metadata["class_names"] = names
       image_ids = [i for i in sorted(coco.imgs) if split != "train" or coco.imgToAnns.get(i)]
-      # Each stored example's orientation, in storage order, for the orientation buckets (sources.orientation_groups).
-      self.info.metadata.setdefault("landscape", {})[split] = "".join(
-          "1" if coco.imgs[i]["width"] > coco.imgs[i]["height"] else "0" for i in image_ids)
+      # Each stored example's orientation group, in storage order, for the buckets (sources.orientation_groups).
+      self.info.metadata.setdefault("orientation_groups", {})[split] = "".join(
+          str(sources.orientation_group(coco.imgs[i]["width"], coco.imgs[i]["height"])) for i in image_ids)
       splits[split] = self._generate_examples(coco, image_dir, image_ids,
                                               {category_id: label for label, category_id in enumerate(ids)})
     return splits
