@@ -40,8 +40,8 @@ def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, 
   else:
     source, class_names = sources.open_source(data.name, data.eval_split, data.data_dir, data.manual_dir,
                                               data.labelled_only)
-  groups, preprocesses = _buckets(config, data.eval_split if eval_source is None else None)
-  eval_fns = [eval_fn for _, eval_fn in preprocesses]
+  groups = _orientation_groups(config, data.eval_split if eval_source is None else None)
+  eval_fns = [eval_fn for _, eval_fn in _preprocessing(config)]
 
   def make_eval():
     return pipeline.eval_iterator(source, eval_fns[0] if groups is None else eval_fns,
@@ -51,23 +51,26 @@ def create_eval_input(config: ml_collections.ConfigDict, *, process_index: int, 
   return EvalInput(make_eval=make_eval, num_eval_examples=len(source), class_names=class_names)
 
 
-def _buckets(config: ml_collections.ConfigDict, split: str | None) -> tuple[np.ndarray | None, list[tuple]]:
-  """(each example's orientation group or None, the recipe's (train_fn, eval_fn) per group) for ``split``."""
+def _preprocessing(config: ml_collections.ConfigDict) -> list[tuple]:
+  """The recipe's (train_fn, eval_fn) for each orientation group (one when the run has no buckets)."""
+  recipe = tasks.recipes()[config.data.preprocess]
+  return [recipe.build(data) for data in recipe.buckets(config.data)]
+
+
+def _orientation_groups(config: ml_collections.ConfigDict, split: str | None) -> np.ndarray | None:
+  """Each example's orientation group in ``split`` when the run buckets by orientation, else None."""
   data = config.data
-  recipe = tasks.recipes()[data.preprocess]
-  buckets = recipe.buckets(data)
-  if len(buckets) == 1:
-    return None, [recipe.build(data)]
+  if len(tasks.recipes()[data.preprocess].buckets(data)) == 1:
+    return None
   if split is None:
     raise ValueError("data.orientation_buckets needs a dataset that records its images' orientations")
-  groups = sources.orientation_groups(data.name, split, data.data_dir, data.manual_dir)
-  return groups, [recipe.build(bucket) for bucket in buckets]
+  return sources.orientation_groups(data.name, split, data.data_dir, data.manual_dir)
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
   """Global batches per epoch: the examples over the batch size, or with orientation buckets the buckets' batches
   (each orientation's last batch filled: ``order.GroupedOrder``)."""
-  groups, _ = _buckets(config, config.data.train_split)
+  groups = _orientation_groups(config, config.data.train_split)
   if groups is None:
     return max(num_train_examples // config.global_batch_size, 1)
   return order.GroupedOrder(groups, config.global_batch_size, config.seed).batches_per_epoch
@@ -89,8 +92,8 @@ def create_input(config: ml_collections.ConfigDict, *, start_step: int, process_
   evaluation = evaluation or create_eval_input(config, process_index=process_index, process_count=process_count,
                                                eval_source=eval_source)
   source, class_names = train_source or open_train_source(config)
-  groups, preprocesses = _buckets(config, data.train_split)
-  train_fns = [train_fn for train_fn, _ in preprocesses]
+  groups = _orientation_groups(config, data.train_split)
+  train_fns = [train_fn for train_fn, _ in _preprocessing(config)]
   train = pipeline.train_iterator(
       source, train_fns[0] if groups is None else train_fns, global_batch_size=config.global_batch_size,
       seed=config.seed, start_step=start_step, process_index=process_index, process_count=process_count,
