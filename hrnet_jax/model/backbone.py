@@ -97,7 +97,7 @@ class BasicBlock(nn.Module):
     y = nn.relu(self.norm(name="bn1")(y))
     y = layers.conv3x3(self.conv, self.planes, name="conv2")(y)
     y = self.norm(name="bn2")(y)
-    return nn.relu(y + _shortcut(self, x))
+    return layers.relu_kept(y + _shortcut(self, x))
 
 
 class Bottleneck(nn.Module):
@@ -116,7 +116,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(self.norm(name="bn2")(y))
     y = layers.conv1x1(self.conv, self.planes * self.expansion, name="conv3")(y)
     y = self.norm(name="bn3")(y)
-    return nn.relu(y + _shortcut(self, x))
+    return layers.relu_kept(y + _shortcut(self, x))
 
 
 def _shortcut(block: BasicBlock | Bottleneck, x: jax.Array) -> jax.Array:
@@ -203,7 +203,7 @@ class HighResolutionModule(nn.Module):
           fused = x
         else:
           fused = fused + x if self.fusion.op == "sum" else fused * x
-      outputs.append(nn.relu(fused))
+      outputs.append(layers.relu_kept(fused))
     return outputs
 
   def _transform(self, i: int, j: int, x: jax.Array, target_shape: tuple[int, ...]) -> jax.Array:

@@ -84,6 +84,20 @@ def loop_safe_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int]
       default=lambda x, w: _forward_conv(x, w, strides, pads, precision))
 
 
+def relu_kept(x: jax.Array) -> jax.Array:
+  """ReLU for a value with several consumers (a residual block's or a fusion's output): on CPU, written so that
+  XLA keeps it in memory instead of recomputing it inside each consumer.
+
+  A block's output feeds the next block's conv and its residual sum. XLA's CPU fusion treats ``max(x, 0)`` as
+  free to duplicate (one full-size operand), so each later block's sum, and each weight gradient's transpose,
+  recomputed the whole chain of BN, sums and ReLUs back to the stage's start: quadratic in the depth, 40% of the
+  W18 train step. ``where(x <= 0, 0, x)`` reads two full-size operands, which fusion does not duplicate into a
+  consumer it cannot fuse with (the conv). Same values and gradient as ``nn.relu`` (NaN stays NaN); other
+  platforms keep ``nn.relu``, their fusion decisions are cost-modelled.
+  """
+  return jax.lax.platform_dependent(x, cpu=lambda v: jnp.where(v <= 0, jnp.zeros_like(v), v), default=nn.relu)
+
+
 def conv_and_norm(dtype: Any, param_dtype: Any, bn_momentum: float, train: bool, conv_init: str = "he",
                   in_loops: bool = False) -> tuple[ModuleDef, ModuleDef]:
   """Returns (conv, norm) constructors configured the way every HRNet layer uses them.
