@@ -22,6 +22,7 @@ import datetime
 import json
 import statistics
 import time
+from typing import Callable
 
 import timm
 import torch
@@ -82,8 +83,9 @@ def _synchronize(device: torch.device) -> None:
     torch.cuda.synchronize(device)
 
 
-def run(model: str, task: str, size: tuple[int, int], batch: int, mode: str, amp: bool, channels_last: bool,
-        compile_model: bool, steps: int, warmup: int, device: torch.device) -> dict:
+def make_step(model: str, task: str, size: tuple[int, int], batch: int, mode: str, amp: bool, channels_last: bool,
+              compile_model: bool, device: torch.device) -> tuple[Callable[[], None], nn.Module]:
+  """One training step (forward, backward, SGD update) or one inference forward pass on a synthetic batch."""
   network = build(model, task).to(device)
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   network = network.to(memory_format=memory_format)
@@ -105,7 +107,12 @@ def run(model: str, task: str, size: tuple[int, int], batch: int, mode: str, amp
       network.eval()
       with torch.no_grad(), autocast:
         forward(images)
+  return step, network
 
+
+def run(model: str, task: str, size: tuple[int, int], batch: int, mode: str, amp: bool, channels_last: bool,
+        compile_model: bool, steps: int, warmup: int, device: torch.device) -> dict:
+  step, network = make_step(model, task, size, batch, mode, amp, channels_last, compile_model, device)
   start = time.perf_counter()
   step()
   _synchronize(device)

@@ -31,7 +31,7 @@ import flax
 import jax
 import numpy as np
 
-from hrnet_jax import cli, tasks
+from hrnet_jax import cli, compilation, tasks
 from hrnet_jax.engine import config_lib, optim, sharding, trainer
 from hrnet_jax.model import VARIANTS
 
@@ -112,10 +112,22 @@ def _inference_variables(state: trainer.TrainState) -> dict[str, Any]:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size: tuple[int, int] = (224, 224),
-                  batch: int = 64, mode: str = "train", dtype: str = "float32", steps: int = 20, warmup: int = 3,
-                  peak_tflops: float | None = None, overrides: dict[str, Any] | None = None) -> BenchmarkResult:
-  """Compiles and times one configuration on all local devices."""
+@dataclasses.dataclass
+class CompiledStep:
+  """One configuration's step, compiled and ready to run: ``run()`` runs a step and returns its (unsynchronised)
+  outputs; the train mode carries its donated state from step to step."""
+  run: Callable[[], Any]
+  compiled: Any
+  compile_seconds: float
+  flops: float  # model FLOPs per device (see the module docstring)
+  params: int
+  devices: int
+
+
+def compile_step(model: str = "hrnet_tiny", task: str = "classification", size: tuple[int, int] = (224, 224),
+                 batch: int = 64, mode: str = "train", dtype: str = "float32",
+                 overrides: dict[str, Any] | None = None) -> CompiledStep:
+  """Builds, lowers and compiles one configuration's step on all local devices, with a synthetic batch."""
   if mode not in ("train", "infer"):
     raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
   config = benchmark_config(model, task, dtype, dict(overrides or {}))
@@ -137,7 +149,8 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
     if mode == "train":
       return trainer.make_train_step(net, task_impl, tx, schedule, config, mesh).lower(state, batch_arrays)
     forward = jax.jit(lambda variables, images: net.apply(variables, images, train=False),
-                      in_shardings=(replicated, sharding.batch_sharding(mesh)))
+                      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                      compiler_options=compilation.step_compiler_options(mesh))
     return forward.lower(_inference_variables(state), batch_arrays["image"])
 
   compile_start = time.perf_counter()
@@ -153,27 +166,36 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
   if mode == "train":
     holder = [state]
 
-    def run_step():
+    def run():
       holder[0], metrics = compiled(holder[0], batch_arrays)  # the state is donated: carry the new one
       return metrics
   else:
     variables = _inference_variables(state)
 
-    def run_step():
+    def run():
       return compiled(variables, batch_arrays["image"])
-  times = _time_steps(run_step, warmup, steps)
+  return CompiledStep(run=run, compiled=compiled, compile_seconds=compile_seconds, flops=flops, params=int(params),
+                      devices=mesh.devices.size)
 
+
+def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size: tuple[int, int] = (224, 224),
+                  batch: int = 64, mode: str = "train", dtype: str = "float32", steps: int = 20, warmup: int = 3,
+                  peak_tflops: float | None = None, overrides: dict[str, Any] | None = None) -> BenchmarkResult:
+  """Compiles and times one configuration on all local devices."""
+  step = compile_step(model, task, size, batch, mode, dtype, overrides)
+  times = _time_steps(step.run, warmup, steps)
   step_seconds = statistics.median(times)
-  achieved = flops / step_seconds / 1e12
-  memory, memory_source = _peak_memory(compiled)
+  achieved = step.flops / step_seconds / 1e12
+  memory, memory_source = _peak_memory(step.compiled)
   device = jax.local_devices()[0]
   return BenchmarkResult(
       model=model, task=task, overrides=dict(overrides or {}), size=f"{size[0]}x{size[1]}", batch=batch,
       mode=mode, dtype=dtype,
-      platform=device.platform, device_kind=device.device_kind, devices=mesh.devices.size, params=int(params),
+      platform=device.platform, device_kind=device.device_kind, devices=step.devices, params=step.params,
       images_per_second=batch / step_seconds, step_ms=1e3 * step_seconds, step_ms_min=1e3 * min(times),
-      step_ms_max=1e3 * max(times), timed_steps=steps, compile_seconds=compile_seconds, flops_per_step=flops,
-      achieved_tflops=achieved, peak_tflops=peak_tflops, mfu=achieved / peak_tflops if peak_tflops else None,
+      step_ms_max=1e3 * max(times), timed_steps=steps, compile_seconds=step.compile_seconds,
+      flops_per_step=step.flops, achieved_tflops=achieved, peak_tflops=peak_tflops,
+      mfu=achieved / peak_tflops if peak_tflops else None,
       peak_memory_bytes=memory, memory_source=memory_source, jax_version=jax.__version__,
       flax_version=flax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
       timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

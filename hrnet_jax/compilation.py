@@ -14,7 +14,18 @@ from jax.experimental.compilation_cache import compilation_cache
 # Values differ from the optimised program's by at most one float32 ulp.
 RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
+# Programs that run many times (train, eval and benchmark steps) on CPU: convolutions on XLA's own multi-threaded
+# kernels instead of YNNPACK's (jaxlib 0.10's default), which run each convolution on one thread; YNNPACK keeps the
+# reductions (BatchNorm's statistics), which XLA would otherwise split into slow reduce-windows. HRNet-W18 at 224,
+# batch 8, 2 cores: inference 886 -> 565 ms per step, training unchanged (benchmarks/RESULTS.md, "Measured changes").
+CPU_STEP_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def step_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, str]:
+  """The compiler options of a step that runs many times on ``mesh``'s devices (``jax.jit(compiler_options=)``)."""
+  return dict(CPU_STEP_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == "cpu" else {}
 
 
 def run_once(fn: Callable[..., Any], *args: Any, out_shardings: Any = None) -> Any:

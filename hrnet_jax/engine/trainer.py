@@ -230,7 +230,8 @@ def make_train_step(model, task: Task, tx: optax.GradientTransformation, schedul
 
   replicated = sharding.replicated(mesh)
   return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0,
+                 compiler_options=compilation.step_compiler_options(mesh))
 
 
 def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: int = 0):
@@ -246,7 +247,8 @@ def make_eval_step(model, task: Task, mesh: jax.sharding.Mesh, preview_count: in
     return sums, ({**examples, "mask": batch["mask"]} if examples else {}), previews
 
   replicated = sharding.replicated(mesh)
-  return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated)
+  return jax.jit(eval_step, in_shardings=(replicated, sharding.batch_sharding(mesh)), out_shardings=replicated,
+                 compiler_options=compilation.step_compiler_options(mesh))
 
 
 def evaluate(eval_step, variables: dict[str, Any], make_eval, mesh, task: Task, check_recipe: bool = True,
