@@ -17,7 +17,7 @@ from PIL import Image
 
 from helpers import run_module, tensorboard_contents
 from hrnet_jax import tasks
-from hrnet_jax.data import prepare, sources
+from hrnet_jax.data import image_ops, prepare, sources
 from hrnet_jax.engine import config_lib, metric_writer, sharding, trainer
 from hrnet_jax.model import layers
 from hrnet_jax.model.normalization import NORMALIZED_BLACK
@@ -543,3 +543,22 @@ def test_predict_writes_label_colour_and_overlay_pngs(trained_segmentation_run, 
   np.testing.assert_array_equal(colour, label_sets.LABEL_SETS["synthetic_shapes"].palette[labels])
   assert Image.open(results[0]["outputs"]["overlay"]).size == (90, 70)
   assert sum(results[0]["classes"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+def test_resized_window_equals_the_crop_of_the_whole_resize(method):
+  # The training crop resizes only the window it keeps: it must equal resizing everything, padding, then cropping.
+  rng = np.random.default_rng(0)
+  window = (24, 40)
+  for in_size, size in (((37, 61), (83, 140)), ((50, 30), (21, 13)), ((40, 64), (40, 64)), ((64, 100), (30, 50))):
+    image = rng.integers(0, 256, (*in_size, 3)).astype(np.uint8)
+    label = rng.integers(0, 19, in_size).astype(np.int32)
+    padded = np.maximum(size, window)
+    for top, left in ((0, 0), (padded[0] - window[0], padded[1] - window[1]), ((padded[0] - window[0]) // 2, (padded[1] - window[1]) // 3)):
+      if method == "bilinear":
+        whole = image_ops.pad_to(image_ops.resize_image(image, size), *window, 0.0)
+        got = image_ops.resized_window(tf.constant(image), tf.constant(size), top, left, window, method, 0.0)
+      else:
+        whole = image_ops.pad_to(recipes.resize_label(tf.constant(label), size), *window, 255)
+        got = image_ops.resized_window(tf.constant(label), tf.constant(size), top, left, window, method, 255)
+      np.testing.assert_array_equal(got.numpy(), whole.numpy()[top:top + window[0], left:left + window[1]])

@@ -17,7 +17,7 @@ from typing import Callable
 import ml_collections
 import tensorflow as tf
 
-from hrnet_jax.data.image_ops import fold_seed, normalizing, pad_to, resize_image
+from hrnet_jax.data.image_ops import fold_seed, normalizing, pad_to, resize_image, resized_window
 from hrnet_jax.data.pipeline import EvalPreprocess, TrainPreprocess
 from hrnet_jax.tasks.segmentation import label_sets
 
@@ -62,30 +62,33 @@ class SceneCrop:
     self.prepare = prepare or (lambda example: example)
 
   def _label(self, example: Example) -> tf.Tensor:
-    label = decode_label(example["label"])
+    return self._class_ids(decode_label(example["label"]))
+
+  def _class_ids(self, label: tf.Tensor) -> tf.Tensor:
+    label = tf.cast(label, tf.int32)
     if self.ignore_background:  # PASCAL-Context 59: background is not a class
       label = tf.where((label == 0) | (label == label_sets.IGNORE_LABEL), label_sets.IGNORE_LABEL, label - 1)
     return label
 
   def train(self, example: Example, seed: tf.Tensor) -> Example:
     example = self.prepare(example)
-    image, label = tf.io.decode_image(example["image"], channels=3, expand_animations=False), self._label(example)
-    image = tf.cast(image, tf.float32)
+    # Both stay 8-bit until cropped: only the crop's pixels are converted.
+    image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+    label = tf.io.decode_png(example["label"], channels=1)[..., 0]
     if self.resize_first:
       image, label = resize_image(image, self.crop), resize_label(label, self.crop)
+    size = tf.shape(label)
     if self.scale_steps:
       step = tf.random.stateless_uniform([], fold_seed(seed, 0), 0, self.scale_steps + 1, tf.int32)
       scale = 0.5 + tf.cast(step, tf.float64) / 10.0
       long_side = tf.cast(tf.floor(self.base_size * scale + 0.5), tf.int32)
-      size = long_side_size(tf.shape(image)[0], tf.shape(image)[1], long_side)
-      image, label = resize_image(image, size), resize_label(label, size)
-    image = pad_to(image, *self.crop, 0.0)
-    label = pad_to(label, *self.crop, label_sets.IGNORE_LABEL)
-    shape = tf.shape(label)
-    top = tf.random.stateless_uniform([], fold_seed(seed, 1), 0, shape[0] - self.crop[0] + 1, tf.int32)
-    left = tf.random.stateless_uniform([], fold_seed(seed, 2), 0, shape[1] - self.crop[1] + 1, tf.int32)
-    image = image[top:top + self.crop[0], left:left + self.crop[1]]
-    label = label[top:top + self.crop[0], left:left + self.crop[1]]
+      size = long_side_size(size[0], size[1], long_side)
+    # The crop of the rescaled image padded up to the crop size, resizing only the window the crop reads.
+    padded = tf.maximum(size, tf.constant(self.crop))
+    top = tf.random.stateless_uniform([], fold_seed(seed, 1), 0, padded[0] - self.crop[0] + 1, tf.int32)
+    left = tf.random.stateless_uniform([], fold_seed(seed, 2), 0, padded[1] - self.crop[1] + 1, tf.int32)
+    image = resized_window(image, size, top, left, self.crop, "bilinear", 0.0)
+    label = self._class_ids(resized_window(label, size, top, left, self.crop, "nearest", label_sets.IGNORE_LABEL))
     if self.flip:
       flipped = tf.random.stateless_uniform([], fold_seed(seed, 3)) < 0.5
       swapped = tf.gather(tf.constant(self.flip_classes, tf.int32), tf.minimum(label, len(self.flip_classes) - 1))
