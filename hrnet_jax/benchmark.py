@@ -54,7 +54,8 @@ class BenchmarkResult:
   step_ms_min: float
   step_ms_max: float
   timed_steps: int
-  compile_seconds: float
+  compile_seconds: float  # tracing + lowering + XLA compile (or a load from the persistent cache)
+  lower_seconds: float  # of which tracing and lowering (Python; a cache does not spare it)
   flops_per_step: float  # model FLOPs per device: XLA's cost analysis of the lowered, one-module-per-layer step
   achieved_tflops: float  # per device
   peak_tflops: float | None  # per device, as given on the command line
@@ -71,7 +72,8 @@ class BenchmarkResult:
     return (f"{self.model} {self.task} {self.size} batch {self.batch} {self.mode} {self.dtype} on {self.devices}x "
             f"{self.device_kind}: {self.images_per_second:.1f} img/s, step {self.step_ms:.2f} ms (median of "
             f"{self.timed_steps}; min {self.step_ms_min:.2f}, max {self.step_ms_max:.2f}), compile "
-            f"{self.compile_seconds:.1f} s, {self.achieved_tflops:.2f} TFLOP/s per device{mfu}, peak memory "
+            f"{self.compile_seconds:.1f} s ({self.lower_seconds:.1f} s of it tracing and lowering), "
+            f"{self.achieved_tflops:.2f} TFLOP/s per device{mfu}, peak memory "
             f"{self.peak_memory_bytes / 2**20:.0f} MiB ({self.memory_source})")
 
 
@@ -118,7 +120,8 @@ class CompiledStep:
   outputs; the train mode carries its donated state from step to step."""
   run: Callable[[], Any]
   compiled: Any
-  compile_seconds: float
+  compile_seconds: float  # tracing + lowering + compile
+  lower_seconds: float
   flops: float  # model FLOPs per device (see the module docstring)
   params: int
   devices: int
@@ -155,6 +158,7 @@ def compile_step(model: str = "hrnet_tiny", task: str = "classification", size: 
 
   compile_start = time.perf_counter()
   lowered = lower(network, state)
+  lower_seconds = time.perf_counter() - compile_start
   compiled = lowered.compile()
   compile_seconds = time.perf_counter() - compile_start
   if network.backbone.scan_repeats:  # count the FLOPs of the same network without loops (shapes suffice)
@@ -174,8 +178,8 @@ def compile_step(model: str = "hrnet_tiny", task: str = "classification", size: 
 
     def run():
       return compiled(variables, batch_arrays["image"])
-  return CompiledStep(run=run, compiled=compiled, compile_seconds=compile_seconds, flops=flops, params=int(params),
-                      devices=mesh.devices.size)
+  return CompiledStep(run=run, compiled=compiled, compile_seconds=compile_seconds, lower_seconds=lower_seconds,
+                      flops=flops, params=int(params), devices=mesh.devices.size)
 
 
 def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size: tuple[int, int] = (224, 224),
@@ -194,6 +198,7 @@ def run_benchmark(model: str = "hrnet_tiny", task: str = "classification", size:
       platform=device.platform, device_kind=device.device_kind, devices=step.devices, params=step.params,
       images_per_second=batch / step_seconds, step_ms=1e3 * step_seconds, step_ms_min=1e3 * min(times),
       step_ms_max=1e3 * max(times), timed_steps=steps, compile_seconds=step.compile_seconds,
+      lower_seconds=step.lower_seconds,
       flops_per_step=step.flops, achieved_tflops=achieved, peak_tflops=peak_tflops,
       mfu=achieved / peak_tflops if peak_tflops else None,
       peak_memory_bytes=memory, memory_source=memory_source, jax_version=jax.__version__,
