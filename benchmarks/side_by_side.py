@@ -6,7 +6,8 @@
 For each mode (train, infer), one worker process per contender is started and made ready one at a time (ours
 compiled, PyTorch warmed up), so that nothing else runs while a compile is timed. The contenders then take turns:
 each round, each runs ``--steps`` timed steps while the others wait on their pipes, idle. Figures are medians of all
-timed steps; peak memory is each worker process's peak resident set (framework and runtime included). Both use every
+timed steps; peak memory is each worker process's peak resident set (framework and runtime included, and for ours
+XLA's compilation, which can exceed the step's own buffers: the benchmark command reports those). Both use every
 core (``torch.set_num_threads(os.cpu_count())``; XLA's CPU client uses all cores). The contenders:
 ``ours`` (one module per layer), ``ours scanned`` (``scan_repeats``), ``pytorch`` (timm, eager, NCHW, float32: what
 people run) and ``pytorch channels_last``. One JSON line per mode goes to ``--output``, a Markdown table to stdout.
@@ -87,8 +88,8 @@ class Worker:
     self.name = name
     command = [python, os.path.abspath(__file__), "--worker", name, "--mode", args.mode, "--model", args.model,
                "--size", f"{args.size[0]}x{args.size[1]}", "--batch", str(args.batch), "--warmup", str(args.warmup)]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")])}
+    paths = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                     env=environment)
     self.facts = self._read()["ready"]
@@ -137,7 +138,8 @@ def table(lines: list[dict[str, Any]]) -> str:
   for line in lines:
     for name, r in line["results"].items():
       rows.append(f"| {line['mode']} | {name} | {r['images_per_second']:.2f} | {r['step_ms']:.0f} ms | "
-                  f"{r['speed_vs_pytorch']:.2f}x | {r['compile_seconds']:.1f} s | {r['peak_rss_bytes'] / 2**30:.2f} GiB |")
+                  f"{r['speed_vs_pytorch']:.2f}x | {r['compile_seconds']:.1f} s | "
+                  f"{r['peak_rss_bytes'] / 2**30:.2f} GiB |")
   return "\n".join(rows)
 
 

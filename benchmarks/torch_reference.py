@@ -1,4 +1,5 @@
-"""The PyTorch side of the GPU comparison: timm's HRNet, timed the way ``hrnet_jax.benchmark`` times ours.
+"""The PyTorch side of the comparisons (GPU, and ``side_by_side.py`` on CPU): timm's HRNet, timed the way
+``hrnet_jax.benchmark`` times ours.
 
     python benchmarks/torch_reference.py --model hrnet_w32 --task classification --size 224x224 --batch 128 \\
         --mode train --amp --channels-last [--compile] --output benchmarks/gpu.jsonl

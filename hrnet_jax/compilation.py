@@ -1,11 +1,13 @@
-"""Compiling: programs that run once (initialisation) for compile speed rather than run speed, and the persistent
-cache that spares a resumed run its compilations."""
+"""Compiling: programs that run once (initialisation) for compile speed rather than run speed, the options of the
+steps that run many times, and the persistent cache that spares a resumed run its compilations."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
+from absl import logging
 from jax.experimental.compilation_cache import compilation_cache
 
 # XLA's backend optimisations make initialisation run faster but compile much slower, and it runs once: without
@@ -17,7 +19,8 @@ RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 # Programs that run many times (train, eval and benchmark steps) on CPU: convolutions on XLA's own multi-threaded
 # kernels instead of YNNPACK's (jaxlib 0.10's default), which run each convolution on one thread; YNNPACK keeps the
 # reductions (BatchNorm's statistics), which XLA would otherwise split into slow reduce-windows. HRNet-W18 at 224,
-# batch 8, 2 cores: inference 886 -> 565 ms per step, training unchanged (benchmarks/RESULTS.md, "Measured changes").
+# batch 8, 2 cores: inference 824 -> 627 ms per step, training 3680 -> 2809 ms (benchmarks/RESULTS.md, "Where the
+# train step spent its time"). The flag is experimental: where the installed XLA does not know it, it is left out.
 CPU_STEP_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
@@ -25,7 +28,18 @@ CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 def step_compiler_options(mesh: jax.sharding.Mesh) -> dict[str, str]:
   """The compiler options of a step that runs many times on ``mesh``'s devices (``jax.jit(compiler_options=)``)."""
-  return dict(CPU_STEP_COMPILER_OPTIONS) if mesh.devices.flat[0].platform == "cpu" else {}
+  return _cpu_step_options() if mesh.devices.flat[0].platform == "cpu" else {}
+
+
+@functools.cache
+def _cpu_step_options() -> dict[str, str]:
+  try:  # a trivial program tells whether this XLA accepts the options (an unknown one fails every compilation)
+    jax.jit(lambda: 0).lower().compile(compiler_options=CPU_STEP_COMPILER_OPTIONS)
+  except Exception as error:  # pylint: disable=broad-except  (XLA raises its own status errors)
+    logging.warning("XLA does not take %s (%s); CPU steps compile with its defaults", CPU_STEP_COMPILER_OPTIONS,
+                    str(error).splitlines()[0])
+    return {}
+  return dict(CPU_STEP_COMPILER_OPTIONS)
 
 
 def run_once(fn: Callable[..., Any], *args: Any, out_shardings: Any = None) -> Any:

@@ -553,8 +553,8 @@ def test_resized_window_equals_the_crop_of_the_whole_resize(method):
   for in_size, size in (((37, 61), (83, 140)), ((50, 30), (21, 13)), ((40, 64), (40, 64)), ((64, 100), (30, 50))):
     image = rng.integers(0, 256, (*in_size, 3)).astype(np.uint8)
     label = rng.integers(0, 19, in_size).astype(np.int32)
-    padded = np.maximum(size, window)
-    for top, left in ((0, 0), (padded[0] - window[0], padded[1] - window[1]), ((padded[0] - window[0]) // 2, (padded[1] - window[1]) // 3)):
+    last_top, last_left = np.maximum(size, window) - window  # the crop's range, as the recipe draws it
+    for top, left in ((0, 0), (last_top, last_left), (last_top // 2, last_left // 3)):
       if method == "bilinear":
         whole = image_ops.pad_to(image_ops.resize_image(image, size), *window, 0.0)
         got = image_ops.resized_window(tf.constant(image), tf.constant(size), top, left, window, method, 0.0)

@@ -37,7 +37,9 @@ def resized_window(image: tf.Tensor, size: tf.Tensor, top: tf.Tensor, left: tf.T
 
   ``method``: 'bilinear' (``resize_image``: TensorFlow's half-pixel bilinear, the same arithmetic) or 'nearest'
   (``floor(destination * in / out)``, OpenCV's INTER_NEAREST as ``resize_label``). Pixels outside the resized
-  image are ``fill``.
+  image are ``fill``. The window must lie inside the padded image: ``0 <= top <= max(size[0], window[0]) -
+  window[0]``, and the same for ``left``. The result is float32 for 'bilinear' (only the window's pixels are
+  converted), ``image``'s dtype for 'nearest'.
   """
   in_size = tf.shape(image)[:2]
 
@@ -65,8 +67,8 @@ def resized_window(image: tf.Tensor, size: tf.Tensor, top: tf.Tensor, left: tf.T
       right_ = tf.cast(tf.gather(picked_rows, columns_upper, axis=1), tf.float32)
       return left_ + (right_ - left_) * column_weights
 
-    upper_rows, lower_rows = across(tf.gather(image, rows)), across(tf.gather(image, rows_upper))
-    resized = upper_rows + (lower_rows - upper_rows) * row_weights
+    top_rows, bottom_rows = across(tf.gather(image, rows)), across(tf.gather(image, rows_upper))
+    resized = top_rows + (bottom_rows - top_rows) * row_weights
   return pad_to(resized, *window, fill)
 
 

@@ -92,8 +92,9 @@ def relu_kept(x: jax.Array) -> jax.Array:
   free to duplicate (one full-size operand), so each later block's sum, and each weight gradient's transpose,
   recomputed the whole chain of BN, sums and ReLUs back to the stage's start: quadratic in the depth, 40% of the
   W18 train step. ``where(x <= 0, 0, x)`` reads two full-size operands, which fusion does not duplicate into a
-  consumer it cannot fuse with (the conv). Same values and gradient as ``nn.relu`` (NaN stays NaN); other
-  platforms keep ``nn.relu``, their fusion decisions are cost-modelled.
+  consumer it cannot fuse with (the conv). Same values as ``nn.relu`` (NaN stays NaN) and the same gradient except
+  at a NaN input (passed through, where ``nn.relu``'s is 0); other platforms keep ``nn.relu``, their fusion
+  decisions are cost-modelled.
   """
   return jax.lax.platform_dependent(x, cpu=lambda v: jnp.where(v <= 0, jnp.zeros_like(v), v), default=nn.relu)
 

@@ -72,12 +72,12 @@ class SceneCrop:
 
   def train(self, example: Example, seed: tf.Tensor) -> Example:
     example = self.prepare(example)
-    # Both stay 8-bit until cropped: only the crop's pixels are converted.
+    # Decoded 8-bit, and converted only where the crop is cut (LIP's first resize gives a float image).
     image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
     label = tf.io.decode_png(example["label"], channels=1)[..., 0]
     if self.resize_first:
       image, label = resize_image(image, self.crop), resize_label(label, self.crop)
-    size = tf.shape(label)
+    size = tf.shape(image)[:2]
     if self.scale_steps:
       step = tf.random.stateless_uniform([], fold_seed(seed, 0), 0, self.scale_steps + 1, tf.int32)
       scale = 0.5 + tf.cast(step, tf.float64) / 10.0
