@@ -25,7 +25,8 @@ Example = dict[str, tf.Tensor]
 
 
 def decode_label(encoded: tf.Tensor) -> tf.Tensor:
-  return tf.cast(tf.io.decode_png(encoded, channels=1)[..., 0], tf.int32)
+  """The label PNG's ids, as stored (8-bit)."""
+  return tf.io.decode_png(encoded, channels=1)[..., 0]
 
 
 def resize_label(label: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -74,7 +75,7 @@ class SceneCrop:
     example = self.prepare(example)
     # Decoded 8-bit, and converted only where the crop is cut (LIP's first resize gives a float image).
     image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-    label = tf.io.decode_png(example["label"], channels=1)[..., 0]
+    label = decode_label(example["label"])
     if self.resize_first:
       image, label = resize_image(image, self.crop), resize_label(label, self.crop)
     size = tf.shape(image)[:2]
